@@ -1,0 +1,29 @@
+"""Stitch-cost runtime: numpy + onnxruntime only. What pp_lite imports.
+
+`compute_cost(track1, track2, TIME_WIN, param) -> float` behind one interface for the
+Bhattacharyya baseline and every exported model; per-fragment work is cached.
+"""
+from .cost import INVALID_COST, ConfigError, CostFunctionFactory, StitchCostFunction, load_cost_function
+from .fragment import Fragment, FragmentError, fragment_id, fragment_key
+from .cache import FragmentCache
+
+__all__ = [
+    "INVALID_COST",
+    "ConfigError",
+    "CostFunctionFactory",
+    "StitchCostFunction",
+    "load_cost_function",
+    "Fragment",
+    "FragmentError",
+    "fragment_id",
+    "fragment_key",
+    "FragmentCache",
+]
+
+# Cost kinds register themselves with the factory on import.
+try:  # noqa: SIM105 - modules arrive with their issues
+    from .bhattacharyya import BhattacharyyaCostFunction  # noqa: F401
+    __all__.append("BhattacharyyaCostFunction")
+except ImportError as _exc:  # pragma: no cover
+    if "bhattacharyya" not in str(_exc):
+        raise
