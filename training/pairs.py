@@ -211,12 +211,17 @@ class DatasetSpec:
     time_win: float = DEFAULT_TIME_WIN
     schema: str = DEFAULT_SCHEMA
     duration: float | None = None  # override the presets' durations (e.g. short runs in tests)
+    real_data_dir: str | None = None  # RAW_{s}.json files to split by vehicle instead of simulated seeds
 
     def instances(self, split: str) -> list[tuple[str, int]]:
         seeds = getattr(self, f"{split}_seeds")
         return [(p, s) for s in seeds for p in self.presets]
 
     def describe(self) -> dict:
+        if self.real_data_dir:
+            return {"source": "files", "data_dir": os.path.abspath(self.real_data_dir), "split": "by vehicle",
+                    "presets": list(self.presets), "time_win": self.time_win, "schema": self.schema,
+                    "mining_version": MINING_VERSION}
         return {"source": "simulated", "presets": list(self.presets), "train_seeds": list(self.train_seeds),
                 "val_seeds": list(self.val_seeds), "cal_seeds": list(self.cal_seeds),
                 "test_seeds": list(self.test_seeds), "time_win": self.time_win, "schema": self.schema,
@@ -271,7 +276,12 @@ def scenario_instance(data_dir: str, preset: str, seed: int, spec: DatasetSpec, 
 
 
 def load_dataset(spec: DatasetSpec, data_dir: str = "data", progress: bool = True) -> dict[str, ScenarioPairs]:
-    """The four splits (train, val, cal, test) of simulated instances, each a concatenated `ScenarioPairs`."""
+    """The four splits (train, val, cal, test), each a concatenated `ScenarioPairs`.
+
+    Simulated instances by seed (default), or, with `spec.real_data_dir`, RAW files split by vehicle.
+    """
+    if spec.real_data_dir:
+        return load_real_dataset(spec.real_data_dir, spec.presets, spec.time_win, spec.schema)
     out = {}
     for split in SPLITS:
         parts = [scenario_instance(data_dir, p, s, spec, progress) for p, s in spec.instances(split)]

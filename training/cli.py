@@ -1,0 +1,170 @@
+"""Command-line entry points: train-lr, train-mlp, train-siamese, train-tcn, train-transformer."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+import numpy as np
+
+from .pairs import DEFAULT_TIME_WIN, DatasetSpec
+
+__all__ = ["train_lr", "train_mlp", "train_siamese", "train_tcn", "train_transformer"]
+
+
+def _ints(value: str) -> tuple:
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+def _names(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def data_options(f):
+    """Options shared by every train-* command: where pairs come from and how they are split."""
+    opts = [
+        click.option("--data", "real_data", type=click.Path(file_okay=False, exists=True), default=None,
+                     help="Folder with I-24 RAW_{s}.json (with gt_ids) to train on, split by vehicle. "
+                          "Default: simulated scenarios split by seed."),
+        click.option("--cache", "cache_dir", default="data", show_default=True,
+                     help="Folder where simulated scenarios and mined pairs are cached."),
+        click.option("--presets", default="i,ii,iii", show_default=True, help="Scenario presets to use."),
+        click.option("--train-seeds", default="11,12", show_default=True, help="Simulator seeds of the training split."),
+        click.option("--val-seeds", default="13", show_default=True, help="Seeds of the validation split (early stopping)."),
+        click.option("--cal-seeds", default="14", show_default=True, help="Seeds of the calibration split (used by export)."),
+        click.option("--test-seeds", default="15", show_default=True, help="Seeds of the test split (metrics.json top level)."),
+        click.option("--duration", type=float, default=None, help="Override the presets' scenario durations (s)."),
+        click.option("--time-win", type=float, default=DEFAULT_TIME_WIN, show_default=True,
+                     help="The stitcher's TIME_WIN: candidate pairs have 0 <= gap <= TIME_WIN."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Training seed."),
+        click.option("--quiet", is_flag=True, help="No progress output."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _spec(kw) -> DatasetSpec:
+    return DatasetSpec(presets=tuple(p.strip() for p in kw["presets"].split(",") if p.strip()),
+                       train_seeds=_ints(kw["train_seeds"]), val_seeds=_ints(kw["val_seeds"]),
+                       cal_seeds=_ints(kw["cal_seeds"]), test_seeds=_ints(kw["test_seeds"]),
+                       time_win=kw["time_win"], duration=kw["duration"], real_data_dir=kw["real_data"])
+
+
+def _report(kind: str, metrics: dict, out: str) -> None:
+    rows = [("all", metrics["splits"]["test"])] + list(metrics["splits"]["test"]["by_preset"].items())
+    click.echo(f"{kind} test split ({out}/metrics.json):")
+    click.echo(f"  {'preset':8s} {'pairs':>7s} {'pos%':>6s} {'ROC-AUC':>8s} {'AP':>7s} {'acc':>7s} {'Bhat AP':>8s}")
+    for name, m in rows:
+        fmt = lambda v, w=7: f"{v:{w}.4f}" if isinstance(v, (int, float)) and v is not None else f"{'n/a':>{w}s}"
+        click.echo(f"  {name:8s} {m['n']:7d} {100 * m['pos_rate']:6.2f} {fmt(m['roc_auc'], 8)} "
+                   f"{fmt(m['average_precision'])} {fmt(m['accuracy'])} {fmt(m['bhattacharyya']['average_precision'], 8)}")
+
+
+def _run(kind: str, out: str | None, kw: dict, **train_kw) -> None:
+    from .train import train_run
+
+    out = out or os.path.join("runs", kind)
+    try:
+        metrics = train_run(kind, out, _spec(kw), kw["cache_dir"], seed=kw["seed"], progress=not kw["quiet"], **train_kw)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _report(kind, metrics, out)
+
+
+def torch_options(f):
+    opts = [
+        click.option("--out", default=None, help="Run folder (default runs/<model>)."),
+        click.option("--epochs", type=int, default=None, help="Maximum epochs (default: the model's)."),
+        click.option("--lr", "learning_rate", type=float, default=None, help="Learning rate (AdamW)."),
+        click.option("--batch-size", type=int, default=None, help="Pairs per batch."),
+        click.option("--patience", type=int, default=None, help="Early-stopping patience in epochs."),
+        click.option("--max-neg-per-pos", type=float, default=None,
+                     help="Subsample training negatives to at most this many per positive (training split only)."),
+        click.option("--model-config", default=None, help="JSON object of architecture overrides, e.g. '{\"hidden\": 96}'."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _torch_train(kind: str, kw: dict, default_max_neg: float | None = None) -> None:
+    overrides = {k: v for k, v in (("epochs", kw["epochs"]), ("lr", kw["learning_rate"]),
+                                   ("batch_size", kw["batch_size"]), ("patience", kw["patience"])) if v is not None}
+    try:
+        model_overrides = json.loads(kw["model_config"]) if kw["model_config"] else {}
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"--model-config is not valid JSON: {exc}") from None
+    max_neg = kw["max_neg_per_pos"] if kw["max_neg_per_pos"] is not None else default_max_neg
+    _run(kind, kw["out"], kw, model_overrides=model_overrides, train_overrides=overrides, max_neg_per_pos=max_neg)
+
+
+@click.command("train-lr")
+@data_options
+@click.option("--out", default=None, help="Run folder (default runs/lr).")
+@click.option("--features", "feature_list", default=None,
+              help="Comma-separated feature names (default: all 47), e.g. y_diff,time_gap,projection_error_x_max. "
+                   "'consensus' selects the reference's ten consensus features.")
+@click.option("--features-npz", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Train from the reference .npz format (X, y, feature_names; schema i24-47-v1) instead of scenarios.")
+@click.option("--holdout-scenario", type=click.Choice(["i", "ii", "iii"]), default=None,
+              help="With --features-npz: test on this scenario's row block, train on the others.")
+@click.option("--C", "C", type=float, default=1.0, show_default=True, help="Inverse L2 regularisation strength.")
+def train_lr(out, feature_list, features_npz, holdout_scenario, C, **kw):
+    """Train logistic regression (StandardScaler + LogisticRegression, split before scaling)."""
+    from .lr import CONSENSUS_10
+
+    names = list(CONSENSUS_10) if feature_list == "consensus" else _names(feature_list)
+    if features_npz:
+        from .npz_run import train_lr_npz
+
+        out = out or os.path.join("runs", "lr_npz")
+        try:
+            metrics = train_lr_npz(features_npz, out, names, holdout_scenario, C=C, seed=kw["seed"])
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"lr on {features_npz} ({metrics['protocol']}): test ROC-AUC {metrics['roc_auc']:.4f}, "
+                   f"AP {metrics['average_precision']:.4f}, accuracy {metrics['accuracy']:.4f} "
+                   f"(n_test {metrics['n_test']}) -> {out}/metrics.json")
+        return
+    if holdout_scenario:
+        raise click.UsageError("--holdout-scenario applies to --features-npz; scenario runs split by seed")
+    _run("lr", out, kw, features=names, model_overrides={"C": C})
+
+
+@click.command("train-mlp")
+@data_options
+@torch_options
+def train_mlp(**kw):
+    """Train the MLP on the standardised v2 engineered features (class-weighted BCE, early stopping)."""
+    _torch_train("mlp", kw)
+
+
+@click.command("train-siamese")
+@data_options
+@torch_options
+def train_siamese(**kw):
+    """Train the Siamese BiLSTM (encoder per fragment window + pair head)."""
+    _torch_train("siamese", kw, default_max_neg=8.0)
+
+
+@click.command("train-tcn")
+@data_options
+@torch_options
+def train_tcn(**kw):
+    """Train the TCN (dilated causal convolutions per fragment window + pair head)."""
+    _torch_train("tcn", kw, default_max_neg=8.0)
+
+
+@click.command("train-transformer")
+@data_options
+@torch_options
+def train_transformer(**kw):
+    """Train the Transformer encoder (per fragment window) + pair head."""
+    _torch_train("transformer", kw, default_max_neg=8.0)

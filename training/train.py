@@ -1,0 +1,229 @@
+"""One training run, the same for every model kind: data splits -> fit -> evaluate -> run folder.
+
+A run folder holds `metrics.json` (test-split figures at the top level, every split and preset below),
+`dataset.json` (which scenario instances, so export can rebuild the calibration and test splits),
+`model_config.json`, `stats.json` (normalisation statistics from the training split), the weights
+(`best.pt`, a torch state dict loaded with weights_only=True, or `model.json` for LR), `history.json`
+and PNG curves.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, fields, replace
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from runtime.files import atomic_write_text
+
+from .metrics import classification_metrics, finite_or_none
+from .pairs import DatasetSpec, ScenarioPairs, load_dataset
+
+__all__ = ["train_run", "load_splits", "model_inputs", "load_trained", "evaluate_logits", "RUN_FILES"]
+
+RUN_FILES = ("metrics.json", "dataset.json", "model_config.json")
+
+
+def _clean(metrics: Mapping[str, Any]) -> dict:
+    return {k: finite_or_none(v) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def load_splits(spec: DatasetSpec, data_dir: str, progress: bool = True) -> dict[str, ScenarioPairs]:
+    """The four splits with only trainable pairs (label 0/1); skipping same-vehicle pairs are left out."""
+    splits = load_dataset(spec, data_dir, progress)
+    return {name: sp.select(sp.trainable) for name, sp in splits.items()}
+
+
+def subsample_negatives(sp: ScenarioPairs, max_neg_per_pos: float | None, seed: int) -> ScenarioPairs:
+    """Keep every positive and a seeded random share of negatives (training split only; weights rebalance)."""
+    if not max_neg_per_pos:
+        return sp
+    pos = np.flatnonzero(sp.label == 1)
+    neg = np.flatnonzero(sp.label == 0)
+    keep_neg = int(min(neg.size, max_neg_per_pos * pos.size))
+    if keep_neg >= neg.size:
+        return sp
+    chosen = np.random.default_rng(seed).choice(neg, size=keep_neg, replace=False)
+    mask = np.zeros(len(sp), dtype=bool)
+    mask[pos] = True
+    mask[chosen] = True
+    return sp.select(mask)
+
+
+def model_inputs(kind: str, sp: ScenarioPairs, window_length: int = 64):
+    """Training-loop data for `kind`: engineered features for the MLP, windows + features for sequence models."""
+    import torch
+
+    from .loop import TensorPairs
+
+    labels = sp.label.astype(np.int64)
+    if kind == "mlp":
+        return TensorPairs(labels, {"features": torch.as_tensor(sp.features, dtype=torch.float32)})
+    from .sequence_data import sequence_pairs
+
+    return sequence_pairs(sp.docs, sp.a, sp.b, labels, sp.features, L=window_length)
+
+
+def evaluate_logits(sp: ScenarioPairs, logits: np.ndarray) -> dict:
+    """Metrics overall and per preset, with the Bhattacharyya cost as a score on the same pairs."""
+    out = _clean(classification_metrics(sp.label, logits))
+    out["bhattacharyya"] = _clean(classification_metrics(sp.label, -sp.bhat))
+    presets = sorted({n.split("/")[0] for n in sp.names})
+    by_preset = {}
+    for preset in presets:
+        src = [i for i, n in enumerate(sp.names) if n.split("/")[0] == preset]
+        mask = np.isin(sp.source, src)
+        m = _clean(classification_metrics(sp.label[mask], logits[mask]))
+        m["bhattacharyya"] = _clean(classification_metrics(sp.label[mask], -sp.bhat[mask]))
+        by_preset[preset] = m
+    out["by_preset"] = by_preset
+    return out
+
+
+def _write_json(path: str, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+
+
+def _top_level(kind: str, evals: dict, splits: dict, spec: DatasetSpec, seed: int, schema: str, extra: dict) -> dict:
+    test = evals["test"]
+    return {
+        "model": kind,
+        "accuracy": test["accuracy"], "roc_auc": test["roc_auc"],
+        "average_precision": test["average_precision"], "log_loss": test["log_loss"],
+        "n_train": len(splits["train"]), "n_val": len(splits["val"]), "n_cal": len(splits["cal"]),
+        "n_test": len(splits["test"]), "pos_rate_test": test["pos_rate"],
+        "feature_schema": schema, "seed": seed, "data": spec.describe(),
+        "splits": evals, **extra,
+    }
+
+
+def train_run(kind: str, run_dir: str, spec: DatasetSpec | None = None, data_dir: str = "data", *,
+              model_overrides: Mapping | None = None, train_overrides: Mapping | None = None,
+              max_neg_per_pos: float | None = None, features: list[str] | None = None, seed: int = 0,
+              progress: bool = True, epoch_callback: Callable | None = None,
+              splits: dict[str, ScenarioPairs] | None = None) -> dict:
+    """Train one model of `kind` ("lr", "mlp", "siamese", "tcn", "transformer") and write its run folder.
+
+    Returns the metrics dict written to `run_dir/metrics.json`.
+    """
+    spec = spec or DatasetSpec()
+    os.makedirs(run_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    if splits is None:
+        splits = load_splits(spec, data_dir, progress)
+    for name in ("train", "val", "test"):
+        if len(splits[name]) == 0 or splits[name].label.min() == splits[name].label.max():
+            raise ValueError(f"{name} split has {len(splits[name])} pairs and needs both classes")
+    _write_json(os.path.join(run_dir, "dataset.json"), {**spec.describe(), "data_dir": os.path.abspath(data_dir),
+                                                        "splits": {k: v.summary() for k, v in splits.items()}})
+    train_sp = subsample_negatives(splits["train"], max_neg_per_pos, seed)
+    if progress:
+        s = splits["train"].summary()
+        print(f"[{kind}] train {len(train_sp)} pairs ({s['positives']} positive, natural ratio "
+              f"{s['neg_per_pos']}:1), val {len(splits['val'])}, cal {len(splits['cal'])}, test {len(splits['test'])}",
+              file=sys.stderr, flush=True)
+    if kind == "lr":
+        metrics = _train_lr(run_dir, spec, splits, train_sp, features, model_overrides or {}, seed)
+    else:
+        metrics = _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides or {}, train_overrides or {},
+                               seed, progress, epoch_callback)
+    metrics["max_neg_per_pos"] = max_neg_per_pos
+    metrics["seconds"] = round(time.perf_counter() - t0, 2)
+    _write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def _train_lr(run_dir, spec, splits, train_sp, features, overrides, seed) -> dict:
+    from .lr import feature_columns, fit_logistic
+    from .plots import plot_evaluation
+
+    names = list(features) if features else None
+    from runtime.features import FEATURE_NAMES
+
+    names = names or list(FEATURE_NAMES)
+    cols = feature_columns(names)
+    model = fit_logistic(train_sp.features[:, cols], train_sp.label, names, spec.schema,
+                         C=float(overrides.get("C", 1.0)), class_weight=overrides.get("class_weight", "balanced"))
+    model.save(os.path.join(run_dir, "model.json"))
+    _write_json(os.path.join(run_dir, "model_config.json"), {"kind": "lr", "C": model.C,
+                                                              "class_weight": model.class_weight, "features": names})
+    evals = {name: evaluate_logits(sp, model.decision_function(sp.features[:, cols])) for name, sp in splits.items()}
+    plot_evaluation({f"test {p}": (splits["test"].label[m], model.decision_function(splits["test"].features[m][:, cols]))
+                     for p, m in _preset_masks(splits["test"]).items()},
+                    os.path.join(run_dir, "evaluation.png"), "logistic regression, test split")
+    return _top_level("lr", evals, splits, spec, seed, spec.schema, {"model_config": {"C": model.C, "features": names}})
+
+
+def _preset_masks(sp: ScenarioPairs) -> dict[str, np.ndarray]:
+    out = {}
+    for preset in sorted({n.split("/")[0] for n in sp.names}):
+        src = [i for i, n in enumerate(sp.names) if n.split("/")[0] == preset]
+        out[preset] = np.isin(sp.source, src)
+    return out
+
+
+def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_overrides, seed, progress,
+                 epoch_callback) -> dict:
+    import torch
+
+    from .loop import TrainConfig, predict_logits, train_model
+    from .models import model_module
+    from .plots import plot_evaluation, plot_history
+
+    module = model_module(kind)
+    torch.manual_seed(seed)
+    config = module.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in model_overrides.items()})
+    window = getattr(config, "window_length", 64)
+    train_data = model_inputs(kind, train_sp, window)
+    val_data = model_inputs(kind, splits["val"], window)
+    stats = module.fit_stats(train_data)
+    model = module.build(config, stats)
+    cfg = TrainConfig(**{**module.DEFAULT_TRAIN, "seed": seed, **train_overrides})
+    _write_json(os.path.join(run_dir, "model_config.json"), {"kind": kind, **asdict(config)})
+    _write_json(os.path.join(run_dir, "stats.json"), stats)
+    result = train_model(model, train_data, val_data, cfg, run_dir, progress=progress, epoch_callback=epoch_callback)
+    evals, curves = {}, {}
+    for name, sp in splits.items():
+        data = val_data if name == "val" else model_inputs(kind, sp, window)
+        logits = predict_logits(model, data)
+        evals[name] = evaluate_logits(sp, logits)
+        if name == "test":
+            curves = {f"test {p}": (sp.label[m], logits[m]) for p, m in _preset_masks(sp).items()}
+    plot_history(result["history"], os.path.join(run_dir, "curves.png"), f"{kind} training")
+    plot_evaluation(curves, os.path.join(run_dir, "evaluation.png"), f"{kind}, test split")
+    return _top_level(kind, evals, splits, spec, seed, spec.schema, {
+        "model_config": asdict(config), "train_config": asdict(cfg),
+        "training": {k: result[k] for k in ("best_epoch", "epochs_run", "stopped")},
+    })
+
+
+def load_trained(run_dir: str):
+    """Rebuild a trained model from its run folder: `(kind, model, metrics)`.
+
+    For LR the model is a `LogisticModel`; for torch kinds an eval-mode module with the best weights
+    (loaded with weights_only=True).
+    """
+    with open(os.path.join(run_dir, "model_config.json"), encoding="utf-8") as fh:
+        mc = json.load(fh)
+    kind = mc.pop("kind")
+    metrics_path = os.path.join(run_dir, "metrics.json")
+    metrics = json.load(open(metrics_path, encoding="utf-8")) if os.path.exists(metrics_path) else {}
+    if kind == "lr":
+        from .lr import LogisticModel
+
+        return kind, LogisticModel.load(os.path.join(run_dir, "model.json")), metrics
+    from .loop import load_state
+    from .models import model_module
+
+    module = model_module(kind)
+    known = {f.name for f in fields(module.Config)}
+    config = module.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in mc.items() if k in known})
+    with open(os.path.join(run_dir, "stats.json"), encoding="utf-8") as fh:
+        stats = json.load(fh)
+    model = module.build(config, stats)
+    model.load_state_dict(load_state(os.path.join(run_dir, "best.pt")))
+    model.eval()
+    return kind, model, metrics
