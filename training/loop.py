@@ -215,7 +215,7 @@ def train_model(model: nn.Module, train: PairData, val: PairData, cfg: TrainConf
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimiser.step()
-            total += float(loss) * idx.size
+            total += float(loss.detach()) * idx.size
             count += idx.size
         val_logits = predict_logits(model, val)
         metrics = classification_metrics(val.labels, val_logits)
