@@ -1,0 +1,386 @@
+"""The cost contract of FEATURES.md §5: fit Platt scaling, the operating point and the cost scale on the
+calibration split, and fold the resulting logit -> cost map into an ONNX graph as plain nodes.
+
+With z the model logit:
+
+    z'   = a z + b                                   Platt scaling (calibration split, natural ratio)
+    c    = T - s (z' - z*)                           T = 3, z* the operating point, s cost units per nat
+    cost = softplus_k(c - delta),  softplus_k(u) = log(1 + exp(k u)) / k,  k = 4
+    delta = -log(1 - exp(-k T)) / k                  (about 1.5e-6 for T = 3, k = 4)
+
+`delta` is the exact horizontal shift that makes softplus_k(T - delta) == T, so cost == T exactly at
+z' = z*; the cost is strictly positive, strictly decreasing in z', and differs from c by less than
+4e-6 wherever c >= T and 1e-4 wherever c >= 2 (it bends away from c only where c is already well
+below every threshold, and approaches 0 instead of going negative).
+In the graph the softplus is evaluated in the overflow-free form max(u, 0) + log(1 + exp(-k|u|)) / k,
+in float64.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+__all__ = [
+    "REFERENCE_THRESH",
+    "SOFTPLUS_K",
+    "SCALE_RANGE",
+    "STRATEGIES",
+    "Calibration",
+    "CalibrationFitError",
+    "fit_platt",
+    "operating_point",
+    "cost_scale",
+    "fit_calibration",
+    "softplus_shift",
+    "threshold_rates",
+    "calibration_report",
+    "fold_calibration",
+    "calibration_graph",
+]
+
+REFERENCE_THRESH = 3.0  # T: the stitcher's stitch_thresh the costs are scaled to
+MASTER_THRESH = 4.0     # master_stitch_thresh, reported alongside T
+SOFTPLUS_K = 4.0
+SCALE_RANGE = (0.1, 10.0)
+STRATEGIES = ("fpr_ceiling", "precision_floor")
+DEFAULT_MAX_FPR = 0.005
+DEFAULT_MIN_PRECISION = 0.99
+
+
+class CalibrationFitError(ValueError):
+    """The calibration split cannot support a calibration (one class only, non-finite logits, ...)."""
+
+
+def softplus_shift(T: float = REFERENCE_THRESH, k: float = SOFTPLUS_K) -> float:
+    """delta with softplus_k(T - delta) == T exactly: delta = -log(1 - exp(-k T)) / k (needs k T > 0)."""
+    if not (T > 0 and k > 0):
+        raise ValueError(f"the softplus floor needs T > 0 and k > 0, got T={T}, k={k}")
+    return -math.log1p(-math.exp(-k * T)) / k
+
+
+def _softplus(u: np.ndarray, k: float) -> np.ndarray:
+    return np.maximum(u, 0.0) + np.log1p(np.exp(-k * np.abs(u))) / k
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The fitted logit -> cost map and how it was chosen. JSON round-trips through `to_json`/`from_json`."""
+
+    a: float
+    b: float
+    z_star: float
+    s: float
+    T: float = REFERENCE_THRESH
+    k: float = SOFTPLUS_K
+    strategy: str = "fpr_ceiling"
+    target: float = DEFAULT_MAX_FPR          # max_fpr (fpr_ceiling) or min_precision (precision_floor)
+    s_unclipped: float = float("nan")
+    median_bhattacharyya_pos: float = float("nan")
+    median_calibrated_logit_pos: float = float("nan")
+    operating: dict = field(default_factory=dict)  # tpr, fpr, precision, pair index on the calibration split
+
+    @property
+    def delta(self) -> float:
+        return softplus_shift(self.T, self.k)
+
+    def calibrated_logit(self, z: np.ndarray) -> np.ndarray:
+        return self.a * np.asarray(z, dtype=np.float64) + self.b
+
+    def probability(self, z: np.ndarray) -> np.ndarray:
+        """Calibrated P(same vehicle) = sigmoid(z')."""
+        zc = self.calibrated_logit(z)
+        return 0.5 * (1.0 + np.tanh(0.5 * zc))
+
+    def linear_cost(self, z: np.ndarray) -> np.ndarray:
+        """c = T - s (z' - z*), before the floor."""
+        return self.T - self.s * (self.calibrated_logit(z) - self.z_star)
+
+    def cost(self, z: np.ndarray) -> np.ndarray:
+        """The exported cost for logits `z` (float64), the reference the ONNX graph is checked against."""
+        return _softplus(self.linear_cost(z) - self.delta, self.k)
+
+    def logit_at_operating_point(self) -> float:
+        """The raw logit z with a z + b == z*."""
+        return (self.z_star - self.b) / self.a
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["delta"] = self.delta
+        out["cost_formula"] = ("cost = softplus_k(T - s*(a*z + b - z_star) - delta), softplus_k(u) = log(1+exp(k*u))/k, "
+                               "delta = -log(1-exp(-k*T))/k")
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Calibration":
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: (float("nan") if v is None and k in ("s_unclipped", "median_bhattacharyya_pos",
+                                                            "median_calibrated_logit_pos") else v)
+                      for k, v in data.items() if k in names})
+
+
+def _check_inputs(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    z = np.asarray(z, dtype=np.float64).ravel()
+    y = np.asarray(y).ravel()
+    if z.shape != y.shape:
+        raise CalibrationFitError(f"{z.size} logits but {y.size} labels")
+    if not np.isin(y, (0, 1)).all():
+        raise CalibrationFitError("calibration labels must be 0/1 (trainable pairs only)")
+    if not np.isfinite(z).all():
+        raise CalibrationFitError(f"{int((~np.isfinite(z)).sum())} non-finite logits on the calibration split")
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == y.size:
+        raise CalibrationFitError(f"the calibration split needs both classes (got {n_pos} positives of {y.size})")
+    return z, y.astype(np.int64)
+
+
+def fit_platt(z: np.ndarray, y: np.ndarray, max_iter: int = 100) -> tuple[float, float]:
+    """Platt scaling: (a, b) maximising the likelihood of sigmoid(a z + b) on (z, y).
+
+    Uses Platt's smoothed targets (N+ + 1)/(N+ + 2) and 1/(N- + 2), so a perfectly separated calibration
+    split still gives a finite slope. Newton's method with step halving (2 parameters, exact Hessian).
+    """
+    z, y = _check_inputs(z, y)
+    n_pos = float(y.sum())
+    n_neg = float(y.size - n_pos)
+    t = np.where(y == 1, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
+
+    def loss(a, b):
+        u = a * z + b
+        return float(np.sum(np.logaddexp(0.0, u) - t * u))
+
+    # start at the prior log-odds with unit slope (Platt 1999, Lin et al. 2007)
+    a, b = 1.0, math.log((n_pos + 1.0) / (n_neg + 1.0))
+    cur = loss(a, b)
+    for _ in range(max_iter):
+        u = a * z + b
+        p = 0.5 * (1.0 + np.tanh(0.5 * u))
+        g = p - t
+        w = p * (1.0 - p) + 1e-12
+        grad = np.array([np.dot(g, z), g.sum()])
+        hess = np.array([[np.dot(w, z * z), np.dot(w, z)], [np.dot(w, z), w.sum()]]) + 1e-12 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        decrease = float(grad @ step)  # > 0: the Hessian is positive definite
+        lam = 1.0
+        while lam > 1e-10:  # Armijo step halving
+            na, nb = a - lam * step[0], b - lam * step[1]
+            new = loss(na, nb)
+            if new <= cur - 1e-4 * lam * decrease:
+                break
+            lam *= 0.5
+        else:
+            break  # no decrease left at machine precision: converged
+        converged = cur - new <= 1e-13 * max(1.0, abs(cur))
+        a, b, cur = na, nb, new
+        if converged:
+            break
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise CalibrationFitError(f"Platt scaling diverged (a={a}, b={b})")
+    if a <= 0:
+        raise CalibrationFitError(f"Platt slope a={a:.4g} <= 0: the model's logit does not rank the calibration "
+                                  "pairs the right way round")
+    return float(a), float(b)
+
+
+def _roc_points(scores: np.ndarray, y: np.ndarray):
+    """Distinct thresholds (descending) with TP and FP counts of the rule `score >= threshold`."""
+    order = np.argsort(-scores, kind="mergesort")
+    s, lab = scores[order], y[order]
+    tp = np.cumsum(lab)
+    fp = np.cumsum(1 - lab)
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]  # the last row of each tie group
+    return s[last], tp[last], fp[last], order[last]
+
+
+def operating_point(zc: np.ndarray, y: np.ndarray, strategy: str = "fpr_ceiling", max_fpr: float = DEFAULT_MAX_FPR,
+                    min_precision: float = DEFAULT_MIN_PRECISION) -> dict:
+    """The calibrated-logit threshold z* (edge iff z' >= z*) on the calibration split (REFERENCE.md §5.3).
+
+    fpr_ceiling: the highest TPR among thresholds with FPR <= max_fpr (if none, the smallest FPR).
+    precision_floor: the highest TPR with precision >= min_precision (if none, the highest precision).
+    Ties in TPR go to the lower FPR. Thresholds are calibration scores themselves (never +inf), so the
+    pair at `index` has z' == z* exactly. Youden's J is deliberately not offered.
+
+    Returns a dict with z_star, tpr, fpr, precision, tp, fp, n_pos, n_neg and index (row in `zc`).
+    """
+    zc, y = _check_inputs(zc, y)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    thr, tp, fp, rows = _roc_points(zc, y)
+    n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
+    tpr, fpr = tp / n_pos, fp / n_neg
+    precision = tp / np.maximum(tp + fp, 1)
+    if strategy == "fpr_ceiling":
+        ok = fpr <= max_fpr
+        pick = _best(tpr, fpr, ok) if ok.any() else int(np.argmin(np.where(fp > 0, fpr, np.inf))
+                                                         if (fp > 0).any() else 0)
+    else:
+        ok = precision >= min_precision
+        pick = _best(tpr, fpr, ok) if ok.any() else int(np.lexsort((-tpr, -precision))[0])
+    return {"z_star": float(thr[pick]), "tpr": float(tpr[pick]), "fpr": float(fpr[pick]),
+            "precision": float(precision[pick]), "tp": int(tp[pick]), "fp": int(fp[pick]),
+            "n_pos": n_pos, "n_neg": n_neg, "index": int(rows[pick]), "constraint_met": bool(ok.any())}
+
+
+def _best(tpr: np.ndarray, fpr: np.ndarray, ok: np.ndarray) -> int:
+    cand = np.flatnonzero(ok)
+    return int(cand[np.lexsort((fpr[cand], -tpr[cand]))[0]])
+
+
+def cost_scale(zc_pos: np.ndarray, bhat_pos: np.ndarray, z_star: float, T: float = REFERENCE_THRESH,
+               bounds: tuple[float, float] = SCALE_RANGE) -> dict:
+    """s = (T - m_B) / (m_z - z*) clipped to `bounds` (FEATURES.md §5.3).
+
+    m_B is the median Bhattacharyya cost and m_z the median calibrated logit over calibration positives,
+    so a typical true link costs what it costs under Bhattacharyya. A ratio that is undefined or not
+    positive (the typical positive is not inside the operating point, or Bhattacharyya's typical true
+    link already costs more than T) falls to the lower bound; the raw ratio is kept for the manifest.
+    """
+    zc_pos = np.asarray(zc_pos, dtype=np.float64)
+    bhat_pos = np.asarray(bhat_pos, dtype=np.float64)
+    if zc_pos.size == 0:
+        raise CalibrationFitError("no calibration positives to set the cost scale")
+    m_b = float(np.median(bhat_pos))
+    m_z = float(np.median(zc_pos))
+    num, den = T - m_b, m_z - z_star
+    raw = num / den if den != 0 else (math.copysign(math.inf, num) if num != 0 else math.nan)
+    s = float(np.clip(raw, *bounds)) if math.isfinite(raw) and raw > 0 else (bounds[1] if raw == math.inf else bounds[0])
+    return {"s": s, "s_unclipped": float(raw), "median_bhattacharyya_pos": m_b, "median_calibrated_logit_pos": m_z}
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, bhat: np.ndarray, strategy: str = "fpr_ceiling",
+                    max_fpr: float = DEFAULT_MAX_FPR, min_precision: float = DEFAULT_MIN_PRECISION,
+                    T: float = REFERENCE_THRESH, k: float = SOFTPLUS_K) -> Calibration:
+    """Fit the whole cost contract on calibration-split logits (trainable pairs at the natural ratio).
+
+    Parameters
+    ----------
+    logits : (N,) model logits of the calibration pairs.
+    labels : (N,) 0/1.
+    bhat : (N,) Bhattacharyya cost of the same pairs.
+    strategy, max_fpr, min_precision : how the operating point z* is chosen (see `operating_point`).
+    """
+    z, y = _check_inputs(logits, labels)
+    bhat = np.asarray(bhat, dtype=np.float64).ravel()
+    if bhat.shape != z.shape:
+        raise CalibrationFitError(f"{bhat.size} Bhattacharyya costs for {z.size} pairs")
+    a, b = fit_platt(z, y)
+    zc = a * z + b
+    op = operating_point(zc, y, strategy, max_fpr, min_precision)
+    scale = cost_scale(zc[y == 1], bhat[y == 1], op["z_star"], T)
+    target = max_fpr if strategy == "fpr_ceiling" else min_precision
+    return Calibration(a=a, b=b, z_star=op.pop("z_star"), s=scale["s"], T=float(T), k=float(k), strategy=strategy,
+                       target=float(target), s_unclipped=scale["s_unclipped"],
+                       median_bhattacharyya_pos=scale["median_bhattacharyya_pos"],
+                       median_calibrated_logit_pos=scale["median_calibrated_logit_pos"], operating=op)
+
+
+def threshold_rates(costs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """What the stitcher would do at `threshold` (edge iff cost <= threshold), at the split's natural ratio.
+
+    expected_false_edges = FPR x N_neg (the number of negative candidate pairs that become edges).
+    """
+    c = np.asarray(costs, dtype=np.float64)
+    y = np.asarray(labels).astype(np.int64)
+    edge = c <= threshold
+    n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
+    tp, fp = int((edge & (y == 1)).sum()), int((edge & (y == 0)).sum())
+    return {"threshold": float(threshold), "tpr": tp / n_pos if n_pos else None, "fpr": fp / n_neg if n_neg else None,
+            "precision": tp / (tp + fp) if tp + fp else None, "true_edges": tp,
+            "expected_false_edges": fp, "n_pos": n_pos, "n_neg": n_neg,
+            "neg_per_pos": round(n_neg / n_pos, 2) if n_pos else None}
+
+
+def calibration_report(costs: np.ndarray, labels: np.ndarray, probability: np.ndarray,
+                       thresholds: Sequence[float] = (REFERENCE_THRESH, MASTER_THRESH)) -> dict:
+    """Rates at each threshold plus the ECE of the calibrated probability, for one split."""
+    from training.metrics import expected_calibration_error
+
+    y = np.asarray(labels).astype(np.int64)
+    return {"n": int(y.size), "n_pos": int(y.sum()), "n_neg": int(y.size - y.sum()),
+            "at": {f"{t:g}": threshold_rates(costs, y, t) for t in thresholds},
+            "ece": expected_calibration_error(y, probability)}
+
+
+# ------------------------------------------------------------------------------------------------------
+# ONNX: the same map as nodes.
+
+def calibration_graph(calibration: Calibration, logit: str, cost: str = "cost", prefix: str = "calibration/"):
+    """Nodes and initializers computing `cost` (float64, shape (N,)) from the tensor named `logit`.
+
+    The logit may be float32 or float64; it is cast to float64 first so the map adds no rounding of its own.
+    Returns (nodes, initializers).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    p = prefix
+    consts = {
+        "a": calibration.a, "b": calibration.b, "z_star": calibration.z_star, "s": calibration.s,
+        "t_minus_delta": calibration.T - calibration.delta, "minus_k": -calibration.k, "one": 1.0,
+        "inv_k": 1.0 / calibration.k,
+    }
+    inits = [numpy_helper.from_array(np.asarray(v, dtype=np.float64), p + name) for name, v in consts.items()]
+    n = lambda op, ins, out: helper.make_node(op, ins, [p + out], name=p + out)  # noqa: E731
+    nodes = [
+        helper.make_node("Cast", [logit], [p + "z"], name=p + "z", to=TensorProto.DOUBLE),
+        n("Mul", [p + "z", p + "a"], "az"),
+        n("Add", [p + "az", p + "b"], "z_cal"),                      # z' = a z + b
+        n("Sub", [p + "z_cal", p + "z_star"], "margin"),             # z' - z*
+        n("Mul", [p + "margin", p + "s"], "scaled_margin"),          # s (z' - z*)
+        n("Sub", [p + "t_minus_delta", p + "scaled_margin"], "u"),   # u = c - delta
+        n("Relu", [p + "u"], "u_pos"),
+        n("Abs", [p + "u"], "u_abs"),
+        n("Mul", [p + "u_abs", p + "minus_k"], "neg_k_abs"),
+        n("Exp", [p + "neg_k_abs"], "exp"),
+        n("Add", [p + "exp", p + "one"], "one_plus_exp"),
+        n("Log", [p + "one_plus_exp"], "log1p"),
+        n("Mul", [p + "log1p", p + "inv_k"], "tail"),
+        helper.make_node("Add", [p + "u_pos", p + "tail"], [cost], name=p + "cost"),  # softplus_k(u)
+    ]
+    return nodes, inits
+
+
+def fold_calibration(model, logit: str, calibration: Calibration, cost: str = "cost", batch_dim: str = "N"):
+    """A copy of `model` whose single output is `cost` (float64, (N,)) computed from its tensor `logit`.
+
+    Every other graph output is dropped, and nodes that no longer feed the cost are pruned, so the
+    artifact holds exactly the logit graph plus the calibration nodes.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    nodes, inits = calibration_graph(calibration, logit, cost)
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(cost, TensorProto.DOUBLE, [batch_dim]))
+    prune_unused(graph)
+    return out
+
+
+def prune_unused(graph) -> None:
+    """Remove nodes, initializers and value_info that do not feed a graph output (in place)."""
+    needed = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(list(graph.node)):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+            for attr in node.attribute:  # subgraphs read outer-scope names
+                for sub in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
+                    for sn in sub.node:
+                        needed.update(i for i in sn.input if i)
+    keep.reverse()
+    del graph.node[:]
+    graph.node.extend(keep)
+    inits = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    vi = [v for v in graph.value_info if v.name in needed]
+    del graph.value_info[:]
+    graph.value_info.extend(vi)

@@ -1,0 +1,163 @@
+"""The cost contract's math on synthetic logits: Platt scaling, operating point, scale, softplus floor, ONNX fold."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from export.calibration import (
+    Calibration,
+    CalibrationFitError,
+    calibration_graph,
+    cost_scale,
+    fit_calibration,
+    fit_platt,
+    fold_calibration,
+    operating_point,
+    softplus_shift,
+    threshold_rates,
+)
+
+
+def _synthetic(n=20000, slope=0.7, offset=-3.0, seed=0):
+    """Logits whose true calibration is sigmoid(slope * z + offset): Platt must recover (slope, offset)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(scale=4.0, size=n)
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-(slope * z + offset)))).astype(np.int64)
+    return z, y
+
+
+def test_platt_recovers_the_generating_slope_and_offset():
+    z, y = _synthetic()
+    a, b = fit_platt(z, y)
+    assert a == pytest.approx(0.7, abs=0.05)
+    assert b == pytest.approx(-3.0, abs=0.15)
+
+
+def test_platt_matches_unregularised_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    z, y = _synthetic(seed=3)
+    a, b = fit_platt(z, y)
+    ref = LogisticRegression(C=1e12, max_iter=1000).fit(z[:, None], y)
+    # Platt's smoothed targets move the optimum by O(1/N) only
+    assert a == pytest.approx(ref.coef_[0, 0], rel=2e-3)
+    assert b == pytest.approx(ref.intercept_[0], abs=5e-3)
+
+
+def test_platt_is_finite_on_separable_data_and_refuses_one_class():
+    z = np.r_[np.linspace(-5, -1, 500), np.linspace(1, 5, 20)]
+    y = np.r_[np.zeros(500), np.ones(20)].astype(int)
+    a, b = fit_platt(z, y)
+    assert math.isfinite(a) and math.isfinite(b) and a > 0
+    with pytest.raises(CalibrationFitError, match="both classes"):
+        fit_platt(z, np.zeros_like(y))
+    with pytest.raises(CalibrationFitError, match="non-finite"):
+        fit_platt(np.r_[z[:-1], np.nan], y)
+
+
+def test_fpr_ceiling_takes_the_highest_tpr_within_the_ceiling():
+    # 1000 negatives at scores 0..999 (/100), 100 positives spread over the top; FPR 0.5% = 5 negatives
+    neg = np.arange(1000) / 100.0
+    pos = np.linspace(5.0, 12.0, 100)
+    zc = np.r_[neg, pos]
+    y = np.r_[np.zeros(1000), np.ones(100)].astype(int)
+    op = operating_point(zc, y, "fpr_ceiling", max_fpr=0.005)
+    accepted = zc >= op["z_star"]
+    assert (accepted & (y == 0)).sum() / 1000 <= 0.005
+    assert op["fpr"] == pytest.approx((accepted & (y == 0)).mean() * 1100 / 1000)
+    assert op["tpr"] == pytest.approx((accepted & (y == 1)).sum() / 100)
+    # one step lower would break the ceiling
+    lower = np.sort(zc[zc < op["z_star"]])[-1]
+    assert ((zc >= lower) & (y == 0)).sum() / 1000 > 0.005
+    assert zc[op["index"]] == op["z_star"]  # z* is a real calibration score, never +inf
+
+
+def test_precision_floor():
+    z, y = _synthetic(seed=1)
+    op = operating_point(z, y, "precision_floor", min_precision=0.9)
+    accepted = z >= op["z_star"]
+    precision = (accepted & (y == 1)).sum() / accepted.sum()
+    assert precision >= 0.9 and op["precision"] == pytest.approx(precision)
+    # the next lower threshold must fall below the floor or not raise TPR
+    lower = np.sort(z[z < op["z_star"]])[-1]
+    acc2 = z >= lower
+    assert (acc2 & (y == 1)).sum() / acc2.sum() < 0.9
+    with pytest.raises(ValueError, match="unknown strategy"):
+        operating_point(z, y, "youden")
+
+
+def test_cost_scale_formula_and_clipping():
+    zc_pos = np.array([4.0, 5.0, 6.0])
+    bhat_pos = np.array([0.5, 1.0, 1.5])
+    out = cost_scale(zc_pos, bhat_pos, z_star=1.0, T=3.0)
+    assert out["s"] == pytest.approx((3.0 - 1.0) / (5.0 - 1.0))
+    assert cost_scale(zc_pos, bhat_pos, z_star=4.99)["s"] == 10.0          # huge ratio clipped
+    assert cost_scale(zc_pos, bhat_pos + 10, z_star=1.0)["s"] == 0.1       # negative ratio -> lower bound
+    assert cost_scale(zc_pos, bhat_pos, z_star=5.0)["s"] == 10.0           # zero denominator
+
+
+def test_cost_equals_threshold_at_the_operating_point_and_is_monotone_and_non_negative():
+    z, y = _synthetic(seed=2)
+    bhat = np.where(y == 1, 1.0, 9.0)
+    cal = fit_calibration(z, y, bhat)
+    assert cal.cost(np.array([cal.logit_at_operating_point()]))[0] == pytest.approx(3.0, abs=1e-12)
+    assert cal.cost(z[[cal.operating["index"]]])[0] == pytest.approx(3.0, abs=1e-12)
+    grid = np.linspace(-200, 200, 40001)
+    cost = cal.cost(grid)
+    assert (cost > 0).all() and (np.diff(cost) < 0).all()
+    c = cal.linear_cost(grid)
+    assert np.abs(cost - c)[c >= 3.0].max() < 4e-6
+    assert np.abs(cost - c)[c >= 2.0].max() < 1e-4
+    # edge iff cost <= T is edge iff z' >= z*: the operating point's rates are reproduced exactly
+    rates = threshold_rates(cal.cost(z), y, 3.0)
+    assert rates["fpr"] == pytest.approx(cal.operating["fpr"])
+    assert rates["tpr"] == pytest.approx(cal.operating["tpr"])
+    assert rates["expected_false_edges"] == cal.operating["fp"]
+
+
+def test_softplus_shift_is_exact():
+    d = softplus_shift(3.0, 4.0)
+    assert 1e-6 < d < 2e-6
+    assert math.log1p(math.exp(4.0 * (3.0 - d))) / 4.0 == pytest.approx(3.0, abs=1e-14)
+
+
+def test_calibration_json_round_trip():
+    z, y = _synthetic(seed=4)
+    cal = fit_calibration(z, y, np.ones_like(z))
+    again = Calibration.from_json(cal.to_json())
+    np.testing.assert_array_equal(again.cost(z), cal.cost(z))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_folded_graph_computes_the_same_cost(dtype):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    cal = Calibration(a=0.8, b=-1.5, z_star=2.0, s=1.3)
+    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    # a logit graph with a dead side branch, which the fold must prune
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["logit"]), helper.make_node("Neg", ["x"], ["unused"])], "logit",
+        [helper.make_tensor_value_info("x", elem, ["N"])],
+        [helper.make_tensor_value_info("logit", elem, ["N"]), helper.make_tensor_value_info("unused", elem, ["N"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    folded = fold_calibration(model, "logit", cal)
+    onnx.checker.check_model(folded, full_check=True)
+    assert [o.name for o in folded.graph.output] == ["cost"]
+    assert all(n.op_type != "Neg" for n in folded.graph.node)
+    z = np.r_[np.linspace(-300, 300, 2001), cal.logit_at_operating_point()].astype(dtype)
+    got = ort.InferenceSession(folded.SerializeToString()).run(["cost"], {"x": z})[0]
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, cal.cost(z.astype(np.float64)), rtol=0, atol=1e-9)
+    assert got[-1] == pytest.approx(3.0, abs=1e-6 if dtype == np.float32 else 1e-12)
+    assert np.isfinite(got).all() and (got >= 0).all()  # exp underflows to an exact 0 far below T
+
+
+def test_calibration_graph_names_are_prefixed():
+    nodes, inits = calibration_graph(Calibration(a=1, b=0, z_star=0, s=1), "logit")
+    assert all(n.name.startswith("calibration/") for n in nodes)
+    assert all(i.name.startswith("calibration/") for i in inits)
+    assert nodes[-1].output == ["cost"]
