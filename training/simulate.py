@@ -8,13 +8,12 @@ with the GT vehicles they cover. Everything is drawn from one seeded numpy Gener
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+import click
 import numpy as np
 
 from training.io import gt_id_of, save_fragments
@@ -680,7 +679,7 @@ def _camera_layout(p: ScenarioPreset, rng: np.random.Generator) -> tuple[np.ndar
 
 
 def _plan_observations(p: ScenarioPreset, tr: _Track, cameras: np.ndarray, blind: np.ndarray,
-                       duration: float, rng: np.random.Generator) -> list[tuple[float, float]]:
+                       rng: np.random.Generator) -> list[tuple[float, float]]:
     """When the tracker follows this vehicle: its GT interval cut by hand-off failures and dropouts.
 
     Returns (t_from, t_to) intervals in s after start_time, in time order.
@@ -925,7 +924,7 @@ def simulate(preset: str, seed: int, duration: float | None = None) -> tuple[lis
     fragments: list[_Fragment] = []
     by_vehicle: dict[int, list[int]] = {}
     for tr in tracks:
-        for t_from, t_to in _plan_observations(p, tr, cameras, blind, duration, rng):
+        for t_from, t_to in _plan_observations(p, tr, cameras, blind, rng):
             by_vehicle.setdefault(tr.vid, []).append(len(fragments))
             fragments.append(_Fragment([(tr.vid, t_from, t_to)]))
     _identity_switches(p, traffic, fragments, by_vehicle, rng)
@@ -1086,44 +1085,30 @@ def _stats_line(stats: Mapping[str, Any]) -> str:
             f"positives -> {stats['gt_path']}, {stats['raw_path']}")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point `simulate-scenario` (click)."""
-    _cli.main(args=argv, prog_name="simulate-scenario", standalone_mode=True)
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("scenario", metavar="{i,ii,iii|all}")
+@click.option("--seed", type=int, required=True,
+              help="Non-negative random seed; the same seed always writes identical files.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder for GT_<scenario>.json and RAW_<scenario>.json (created if missing).")
+@click.option("--duration", type=float, default=None,
+              help="Seconds of traffic to simulate instead of the preset's (60, 51, 50 s), e.g. 600 "
+                   "for load tests; between 1 and 3600.")
+def main(scenario: str, seed: int, out_dir: str, duration: float | None) -> None:
+    """Simulate the I-24 MOTION benchmark scenarios and write GT and RAW fragment sets.
 
-
-def _make_cli():
-    import click
-
-    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-    @click.argument("scenario", metavar="{i,ii,iii|all}")
-    @click.option("--seed", type=int, required=True,
-                  help="Non-negative random seed; the same seed always writes identical files.")
-    @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-                  help="Folder for GT_<scenario>.json and RAW_<scenario>.json (created if missing).")
-    @click.option("--duration", type=float, default=None,
-                  help="Seconds of traffic to simulate instead of the preset's (60, 51, 50 s); e.g. 600 "
-                       "for load tests. Between 1 and 3600.")
-    def cli(scenario, seed, out_dir, duration):
-        """Simulate the I-24 MOTION benchmark scenarios and write GT and RAW fragment sets.
-
-        SCENARIO is i (free flow, 60 s), ii (slow traffic in snow, 51 s), iii (congested
-        stop-and-go, 50 s) or all. Prints one statistics line per scenario.
-        """
-        names = SCENARIO_NAMES if scenario == "all" else (scenario,)
-        if scenario != "all" and scenario not in PRESETS:
-            raise click.ClickException(f"unknown scenario {scenario!r}; choose one of i, ii, iii, all")
-        if seed < 0:
-            raise click.ClickException(f"--seed must be non-negative, got {seed}")
-        if duration is not None and not (math.isfinite(duration) and 1.0 <= duration <= 3600.0):
-            raise click.ClickException(f"--duration must be between 1 and 3600 s, got {duration}")
-        for name in names:
-            try:
-                stats = write_scenario(name, seed, out_dir, duration)
-            except OSError as exc:
-                raise click.ClickException(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
-            click.echo(_stats_line(stats))
-
-    return cli
-
-
-_cli = _make_cli()
+    SCENARIO is i (free flow, 60 s), ii (slow traffic in snow, 51 s), iii (congested
+    stop-and-go, 50 s) or all. Prints one statistics line per scenario.
+    """
+    if scenario != "all" and scenario not in PRESETS:
+        raise click.ClickException(f"unknown scenario {scenario!r}; choose one of i, ii, iii, all")
+    if seed < 0:
+        raise click.ClickException(f"--seed must be non-negative, got {seed}")
+    if duration is not None and not (math.isfinite(duration) and 1.0 <= duration <= 3600.0):
+        raise click.ClickException(f"--duration must be between 1 and 3600 s, got {duration}")
+    for name in SCENARIO_NAMES if scenario == "all" else (scenario,):
+        try:
+            stats = write_scenario(name, seed, out_dir, duration)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+        click.echo(_stats_line(stats))
