@@ -318,7 +318,8 @@ def _replay_online(lane, edges, config) -> float:
 def _gap_pct(online: float, offline: float) -> float:
     if offline <= 0:
         return 0.0
-    return 100.0 * (offline - online) / offline
+    gap = 100.0 * (offline - online) / offline
+    return 0.0 if abs(gap) < 1e-9 else gap  # summation-order noise is not a gap
 
 
 def _drop_duplicate_ids(docs: list[dict], skipped: list[dict], on_bad_fragment: str) -> list[dict]:
