@@ -212,7 +212,7 @@ PRESETS: dict[str, ScenarioPreset] = {
         lane_change_rate=0.004, lane_change_incentive_rate=0.06,
         # Braking leaders anywhere in (and just past) the corridor; IDM at this density is string
         # unstable, so each perturbation grows into a stop wave that travels upstream.
-        wave_interval=18.0, wave_origin=(300.0, 2500.0), wave_speed=(0.0, 8.0), wave_hold=(0.5, 2.5),
+        wave_interval=18.0, wave_origin=(300.0, 2500.0), wave_speed=(0.0, 4.0), wave_hold=(1.0, 3.0),
         wave_decel=7.0,
         handoff_failure=0.4, dropout_rate=0.085, dropout_gap=(0.8, 0.7),
         position_sigma=(1.5, 0.45), position_bias=(1.1, 0.35), speed_sigma=2.5,
@@ -341,7 +341,7 @@ def _simulate_traffic(p: ScenarioPreset, duration: float, rng: np.random.Generat
         while pos > s_entry:
             init_lane.append(key)
             init_pos.append(pos)
-            pos -= mean_speed * (p.min_headway + rng.exponential(extra)) + 15.0
+            pos -= mean_speed * (p.min_headway + rng.exponential(extra)) + 15.0    # + a car length
         t = t_first + rng.exponential(mean_headway)
         while t <= t_last:
             arr_lane.append(key)
@@ -405,7 +405,7 @@ def _simulate_traffic(p: ScenarioPreset, duration: float, rng: np.random.Generat
         va = v[ia]
         has_lead = np.zeros(ia.size, dtype=bool)
         has_lead[:-1] = ka[1:] == ka[:-1]
-        lead = np.where(has_lead, np.roll(ia, -1), ia)
+        lead = np.where(has_lead, np.concatenate((ia[1:], ia[-1:])), ia)
         gap = np.where(has_lead, s[lead] - sa - veh.length[ia], np.inf)
         gap = np.maximum(gap, 0.1)
         dv = va - v[lead]
@@ -414,7 +414,7 @@ def _simulate_traffic(p: ScenarioPreset, duration: float, rng: np.random.Generat
         perturbed = pert_until[ia] > t
         if perturbed.any():
             target = (pert_speed[ia] - va) / 0.5
-            acc = np.where(perturbed, np.minimum(acc, np.maximum(target, -veh.decel[ia] - p.wave_decel)), acc)
+            acc = np.where(perturbed, np.minimum(acc, np.maximum(target, -p.wave_decel)), acc)
         acc = np.clip(acc, -30.0, veh.accel[ia])
         v_new = np.maximum(va + acc * DT, 0.0)
         ds = np.where(v_new > 0, va * DT + 0.5 * acc * DT * DT, va * va / np.maximum(-2 * acc, 1e-9))
