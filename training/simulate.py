@@ -660,7 +660,7 @@ def _gt_document(p: ScenarioPreset, tr: _Track, veh: _Vehicles, oid: str, camera
 
 
 @dataclass
-class _Fragment:
+class _PlannedFragment:
     """A planned RAW fragment: consecutive pieces of vehicle trajectories, (vid, t_from, t_to)."""
 
     pieces: list[tuple[int, float, float]]
@@ -718,7 +718,7 @@ def _plan_observations(p: ScenarioPreset, tr: _Track, cameras: np.ndarray, blind
     return intervals
 
 
-def _identity_switches(p: ScenarioPreset, traffic: _Traffic, fragments: list[_Fragment],
+def _identity_switches(p: ScenarioPreset, traffic: _Traffic, fragments: list[_PlannedFragment],
                        by_vehicle: dict[int, list[int]], rng: np.random.Generator) -> None:
     """Swap the tails of two fragments on neighbouring vehicles, as a tracker does after an occlusion.
 
@@ -806,7 +806,7 @@ def _measure(p: ScenarioPreset, truth: Mapping[str, np.ndarray], confidence_mean
     return out
 
 
-def _truth_of(fragment: _Fragment, tracks: dict[int, _Track], veh: _Vehicles, t: np.ndarray
+def _truth_of(fragment: _PlannedFragment, tracks: dict[int, _Track], veh: _Vehicles, t: np.ndarray
               ) -> tuple[dict[str, np.ndarray], list[tuple[int, int]]]:
     """True states at the sample times, piece by piece, and (vid, samples) per covered vehicle."""
     cols = {name: np.empty(t.size) for name in ("x", "y", "v", "length", "width", "height")}
@@ -921,12 +921,12 @@ def simulate(preset: str, seed: int, duration: float | None = None) -> tuple[lis
         gt_oid[tr.vid] = oids.new(p.start_time + tr.t0)
         gt_docs.append(_gt_document(p, tr, veh, gt_oid[tr.vid], cameras))
 
-    fragments: list[_Fragment] = []
+    fragments: list[_PlannedFragment] = []
     by_vehicle: dict[int, list[int]] = {}
     for tr in tracks:
         for t_from, t_to in _plan_observations(p, tr, cameras, blind, rng):
             by_vehicle.setdefault(tr.vid, []).append(len(fragments))
-            fragments.append(_Fragment([(tr.vid, t_from, t_to)]))
+            fragments.append(_PlannedFragment([(tr.vid, t_from, t_to)]))
     _identity_switches(p, traffic, fragments, by_vehicle, rng)
 
     track_of = {tr.vid: tr for tr in tracks}
