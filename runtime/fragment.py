@@ -6,7 +6,8 @@ bad document always fails the same way: a `FragmentError` naming the fragment `_
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
