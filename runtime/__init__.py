@@ -21,9 +21,24 @@ __all__ = [
 ]
 
 # Cost kinds register themselves with the factory on import.
-try:  # noqa: SIM105 - modules arrive with their issues
-    from .bhattacharyya import BhattacharyyaCostFunction  # noqa: F401
-    __all__.append("BhattacharyyaCostFunction")
-except ImportError as _exc:  # pragma: no cover
-    if "bhattacharyya" not in str(_exc):
-        raise
+from .bhattacharyya import BhattacharyyaCostFunction  # noqa: E402
+from .features import (  # noqa: E402
+    DEFAULT_SCHEMA,
+    FEATURE_NAMES,
+    SCHEMAS,
+    FeatureExtractor,
+    FragmentFeatures,
+    pair_features,
+    schema_hash,
+)
+
+__all__ += [
+    "BhattacharyyaCostFunction",
+    "DEFAULT_SCHEMA",
+    "FEATURE_NAMES",
+    "SCHEMAS",
+    "FeatureExtractor",
+    "FragmentFeatures",
+    "pair_features",
+    "schema_hash",
+]

@@ -1,0 +1,412 @@
+"""The I-24 Bhattacharyya stitch cost (the hand-made baseline), closed form, numpy only.
+
+REFERENCE.md §2.1 with the per-dimension closed form of §2.2: a weighted-least-squares line through
+the junction end of the longer fragment is projected across the gap inside a cone that widens with
+time, and compared with the other fragment's first (or last) 25 samples. Everything that depends on
+one fragment only (validation, windows, both fits) is computed once and cached; a pair costs a few
+vector operations over <= 25 samples, and `compute_costs` scores all candidates of a new fragment in
+one vectorised pass.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .cache import FragmentCache
+from .cost import INVALID_COST, ConfigError, CostFunctionFactory, StitchCostFunction
+from .fragment import Fragment
+
+__all__ = [
+    "BhattacharyyaCostFunction",
+    "WINDOW_SAMPLES",
+    "DEFAULT_CONE",
+    "weighted_line_fit",
+    "cone_parameters",
+]
+
+# The reference's dt = 0.04 s and window int(1 / dt): one second of samples at 25 Hz.
+WINDOW_SAMPLES = 25
+# Cone parameters of the reference `stitcher_args` (REFERENCE.md §2): widths in ft, growth per ft travelled.
+DEFAULT_CONE = {"cx": 0.2, "mx": 0.1, "cy": 2.0, "my": 0.1}
+# cost = D / n + TIME_COST * gap, hard-coded in the reference.
+TIME_COST = 0.1
+# The smallest WLS weight, at the end of the window farthest from the junction (REFERENCE.md §1.3).
+MIN_WEIGHT = 1e-6
+# Below this magnitude (ft, s, ft/s) no product in the cost arithmetic can overflow.
+_TAME = 1e30
+
+
+def weighted_line_fit(t: np.ndarray, z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """True weighted least squares of z ~ a + b t (weights multiply squared residuals, statsmodels WLS).
+
+    Parameters
+    ----------
+    t : (n,) sample times, strictly increasing. Pass times relative to a nearby origin: epoch
+        seconds (~1.6e9) would cost about seven digits; the fit itself is shift-invariant.
+    z : (d, n) values, one row per fitted quantity (e.g. x and y).
+    w : (n,) positive weights.
+
+    Returns
+    -------
+    slope : (d,) fitted slopes b.
+    t_mean : the weighted mean time t̄.
+    z_mean : (d,) weighted means z̄; the line is z̄ + b (t - t̄).
+        For n = 1 the slope is 0 and the line is the sample itself (statsmodels' minimum-norm
+        solution when the sample sits at the time origin; see `features` for the general case).
+    """
+    sw = float(w.sum())
+    t_mean = float(w @ t) / sw
+    z_mean = (z @ w) / sw
+    if t.shape[0] < 2:
+        return np.zeros(z.shape[0]), t_mean, z_mean
+    dt = t - t_mean
+    wdt = w * dt
+    slope = ((z - z_mean[:, None]) @ wdt) / float(wdt @ dt)
+    return slope, t_mean, z_mean
+
+
+def cone_parameters(param: Mapping[str, Any] | None) -> tuple[float, float, float, float]:
+    """(cx, mx, cy, my) from a pp_lite `stitcher_args` dict, or from a parameters dict containing one.
+
+    Missing keys take the reference defaults 0.2 / 0.1 / 2 / 0.1.
+
+    Raises
+    ------
+    ConfigError
+        A cone parameter that is not a finite number, or a width that is not positive.
+    """
+    if param is None:
+        return DEFAULT_CONE["cx"], DEFAULT_CONE["mx"], DEFAULT_CONE["cy"], DEFAULT_CONE["my"]
+    nested = param.get("stitcher_args")
+    if isinstance(nested, Mapping):
+        param = nested
+    values = []
+    for key in ("cx", "mx", "cy", "my"):
+        value = param.get(key, DEFAULT_CONE[key])
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"stitcher_args.{key} must be a number, got {value!r:.40}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"stitcher_args.{key} must be finite, got {value}")
+        values.append(value)
+    if values[0] <= 0 or values[2] <= 0 or values[1] < 0 or values[3] < 0:
+        raise ConfigError("stitcher_args: cone widths cx, cy must be positive and growth rates mx, my "
+                          f"non-negative, got cx={values[0]}, mx={values[1]}, cy={values[2]}, my={values[3]}")
+    return values[0], values[1], values[2], values[3]
+
+
+class _Window:
+    """One end of a fragment as the *measured* side of a pair.
+
+    `offset[j]` >= 0 is the time distance of sample j from the junction (head: t - t[0]; tail:
+    t[-1] - t), so the cone time of a pair is tau = gap + offset; index 0 is the earliest sample.
+    `basis` (5, m) holds the rows [offset, 1, x, y, offset - offset[0]] that every pair's linear
+    quantities are combinations of (see `_distance`), `weights` (4m,) the factors of its terms,
+    including the 1/n of the cost. `padded_basis` (5, 25) and `padded_weights` (100,) are the
+    same padded to WINDOW_SAMPLES for the batch path: padded columns repeat sample 0 (so they stay
+    finite) and weigh 0.
+    """
+
+    __slots__ = ("m", "offset_first", "var_y", "basis", "weights", "padded_basis", "padded_weights")
+
+    def __init__(self, offset: np.ndarray, z: np.ndarray):
+        m = self.m = int(offset.shape[0])
+        self.offset_first = float(offset[0])
+        self.var_y = float(z[1].var())
+        basis = np.empty((5, m))
+        basis[0] = offset
+        basis[1] = 1.0
+        basis[2:4] = z
+        basis[4] = offset - offset[0]
+        self.basis = basis
+        # D = sum of 1/4 (mu - z)^2 / (a + b) + 1/2 log1p(...) over x and y; cost = D / n.
+        self.weights = np.repeat((0.25 / m, 0.5 / m), 2 * m)
+        padded = np.empty((5, WINDOW_SAMPLES))
+        padded[:, :m] = basis
+        padded[:, m:] = basis[:, :1]
+        self.padded_basis = padded
+        weights = np.zeros((4, WINDOW_SAMPLES))
+        weights[:2, :m] = 0.25 / m
+        weights[2:, :m] = 0.5 / m
+        self.padded_weights = weights.reshape(-1)
+
+
+class _Projection:
+    """One end of a fragment as the *anchor* of a pair: the line predicting the other fragment.
+
+    The predicted mean at cone time tau is `intercept + slope * tau` (slope along tau: +b forward,
+    -b backward; 0 for x where the fit runs against the direction of travel), and the cone widens
+    with `abs_slope` = |b|, always the unclamped fit. Attributes are (x, y) pairs of floats; `row`
+    holds them flat for the batch path: slope x, y, intercept x, y, |b| x, y.
+    """
+
+    __slots__ = ("slope_x", "slope_y", "intercept_x", "intercept_y", "abs_x", "abs_y", "row", "magnitude")
+
+    def __init__(self, t: np.ndarray, z: np.ndarray, w: np.ndarray, direction: int, forward: bool):
+        # t is relative to the junction (0 there), which is also the origin of tau.
+        b, t_mean, z_mean = weighted_line_fit(t, z, w)
+        intercept = z_mean - b * t_mean
+        slope = b if forward else -b
+        if b[0] * direction < 0:
+            # REFERENCE.md §2.1 step 7: a fit moving against the direction of travel predicts x
+            # as the window's weighted mean, for the mean only; the cone keeps |b_x|.
+            slope = slope.copy()
+            intercept = intercept.copy()
+            slope[0] = 0.0
+            intercept[0] = z_mean[0]
+        self.row = np.concatenate((slope, intercept, np.abs(b)))
+        self.slope_x, self.slope_y, self.intercept_x, self.intercept_y, self.abs_x, self.abs_y = \
+            self.row.tolist()
+        self.magnitude = float(np.abs(self.row).max())
+
+
+class _Summary:
+    """Everything the cost needs from one fragment, in either role."""
+
+    __slots__ = ("n", "t_first", "t_last", "head", "tail", "forward", "backward", "tame")
+
+    def __init__(self, fragment: Fragment):
+        t, n = fragment.t, fragment.n
+        self.n = n
+        self.t_first = float(t[0])
+        self.t_last = float(t[-1])
+        m = min(n, WINDOW_SAMPLES)
+        xy = np.stack((fragment.x, fragment.y))
+        # Times relative to the junction sample: exact differences of nearby epoch seconds.
+        t_tail = t[n - m:] - t[-1]
+        t_head = t[:m] - t[0]
+        z_tail = np.ascontiguousarray(xy[:, n - m:])
+        z_head = np.ascontiguousarray(xy[:, :m])
+        self.tail = _Window(-t_tail, z_tail)
+        self.head = _Window(t_head, z_head)
+        # Forward: this fragment is the earlier one, its tail predicts ahead, heaviest at its end.
+        self.forward = _Projection(t_tail, z_tail, np.linspace(MIN_WEIGHT, 1.0, m), fragment.direction, True)
+        # Backward: this fragment is the later one, its head predicts back, heaviest at its start.
+        self.backward = _Projection(t_head, z_head, np.linspace(1.0, MIN_WEIGHT, m), fragment.direction, False)
+        # Values this small cannot overflow in the cost arithmetic, which then runs without the
+        # cost of numpy's error-state switching; anything larger takes the guarded path.
+        self.tame = max(float(np.abs(z_tail).max()), float(np.abs(z_head).max()), float(-t_tail[0]),
+                        float(t_head[-1]), self.forward.magnitude, self.backward.magnitude) < _TAME
+
+
+def _summarize(doc: Mapping[str, Any]) -> _Summary:
+    return _Summary(Fragment.from_document(doc))
+
+
+def _coefficients(growth_x, growth_y, slope_x, slope_y, intercept_x, intercept_y, gap, offset_first,
+                  var_y, cx, cy, sqrt, maximum):
+    """The (6, 5) matrix that maps a window's basis rows to the six per-sample rows of `_distance`.
+
+    Works on Python floats (one pair) and on numpy arrays (one value per pair) alike; both paths
+    run the same operations in the same order, so they give the same bits.
+    """
+    width_x = cx + growth_x * gap
+    width_y = cy + growth_y * gap
+    # Measured spreads (REFERENCE.md §2.1 step 10): x takes the predicted one at the first measured
+    # sample, y the window's own standard deviation floored at cy.
+    scale_x = width_x + growth_x * offset_first
+    scale_y = sqrt(maximum(var_y, cy * cy))
+    two_x = 2.0 * scale_x
+    two_y = 2.0 * scale_y
+    return (
+        # basis:   offset,            1,                       x,    y,    offset - offset[0]
+        slope_x,            intercept_x + slope_x * gap, -1.0, 0.0, 0.0,        # mu_x - x
+        slope_y,            intercept_y + slope_y * gap, 0.0, -1.0, 0.0,        # mu_y - y
+        0.0,                0.0,                         0.0, 0.0, growth_x,    # sigma_x - scale_x
+        growth_y,           width_y - scale_y,           0.0, 0.0, 0.0,         # sigma_y - scale_y
+        two_x * growth_x,   two_x * width_x,             0.0, 0.0, 0.0,         # 2 sigma_x scale_x
+        two_y * growth_y,   two_y * width_y,             0.0, 0.0, 0.0,         # 2 sigma_y scale_y
+    )
+
+
+def _distance(coefficients: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Per-sample terms of the closed-form Bhattacharyya distance (REFERENCE.md §2.2).
+
+    For each sample and dimension: predicted N(mu, sigma^2) with the cone sigma = width + growth *
+    tau, against measured N(z, scale^2). With a = sigma^2, b = scale^2 the distance adds
+    (mu - z)^2 / (4 (a + b)) + 1/2 log((a + b) / (2 sqrt(ab))), and the log is computed as
+    log1p((sigma - scale)^2 / (2 sigma scale)): every term is >= 0 and accurate when a is close to
+    b, and nothing under- or overflows the way the reference's dense determinants do.
+
+    Parameters
+    ----------
+    coefficients : (..., 6, 5) from `_coefficients`.
+    basis : (..., 5, m) window basis rows.
+
+    Returns
+    -------
+    (..., 4, m) terms: rows 0-1 (mu - z)^2 / (a + b) for x, y; rows 2-3 the log1p terms. The
+    distance over n samples is their dot product with the window's weights.
+    """
+    # Every quantity is linear in the basis: one small matrix product gives them all.
+    rows = coefficients @ basis
+    terms = rows[..., :4, :] * rows[..., :4, :]
+    total = terms[..., 2:, :] + rows[..., 4:, :]        # (sigma - scale)^2 + 2 sigma scale = a + b
+    terms[..., :2, :] /= total
+    spread = terms[..., 2:, :]
+    spread /= rows[..., 4:, :]
+    np.log1p(spread, out=spread)
+    return terms
+
+
+def _raw_gap(track1: Mapping[str, Any], track2: Mapping[str, Any]) -> float | None:
+    """t_B[0] - t_A[-1] straight from the documents, or None when they cannot be read cheaply.
+
+    The gate needs nothing else, so pairs outside the window cost no validation or fitting. A
+    document that cannot be read here goes through full validation, which names what is wrong.
+    """
+    try:
+        return float(track2["timestamp"][0]) - float(track1["timestamp"][-1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+@CostFunctionFactory.register("bhattacharyya")
+def _build_from_config(config: Mapping[str, Any], base_dir: str | None = None) -> "BhattacharyyaCostFunction":
+    cache_size = config.get("cache_size", 4096)
+    if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
+        raise ConfigError(f"cost_function.cache_size must be a positive integer, got {cache_size!r:.40}")
+    return BhattacharyyaCostFunction(cache_size=cache_size)
+
+
+class BhattacharyyaCostFunction(StitchCostFunction):
+    """The reference Bhattacharyya cost: `D / n + 0.1 * gap`, `1e6` outside `[0, TIME_WIN]`.
+
+    Parameters
+    ----------
+    cache_size : how many per-fragment summaries (validated windows and both fits) to keep.
+
+    Notes
+    -----
+    - The anchor is the fragment with more samples (ties: the earlier one, projecting forward).
+    - Cone parameters `cx, mx, cy, my` come from `param` (a `stitcher_args` dict or one that
+      contains it); the reference defaults otherwise.
+    - A non-finite cost (overflow on absurd inputs) is `1e6`: no edge, as in the reference.
+    - Invalid fragment documents raise `FragmentError` naming the `_id` and the field, unless the
+      gate already rejected the pair.
+    """
+
+    name = "bhattacharyya"
+
+    def __init__(self, cache_size: int = 4096):
+        self._cache = FragmentCache(_summarize, cache_size)
+
+    @property
+    def cache(self) -> FragmentCache:
+        """The per-fragment summary cache (hits, misses, size)."""
+        return self._cache
+
+    def describe(self) -> dict:
+        return {"type": self.name, "cache_size": self._cache.maxsize}
+
+    def compute_cost(self, track1: Mapping[str, Any], track2: Mapping[str, Any], TIME_WIN: float,
+                     param: Mapping[str, Any] | None = None) -> float:
+        """Cost of linking the earlier fragment `track1` to the later `track2`.
+
+        Parameters
+        ----------
+        track1, track2 : I-24 fragment documents, earlier and later.
+        TIME_WIN : the stitcher's time window (s); pairs with gap outside [0, TIME_WIN] cost 1e6.
+        param : `stitcher_args` (or a dict containing it) with cx, mx, cy, my.
+
+        Returns
+        -------
+        float : `D / n + 0.1 * gap`, or exactly 1e6.
+        """
+        gap = _raw_gap(track1, track2)
+        if gap is not None and not 0.0 <= gap <= TIME_WIN:
+            return INVALID_COST
+        a = self._cache.get(track1)
+        b = self._cache.get(track2)
+        if gap is None:
+            gap = b.t_first - a.t_last
+            if not 0.0 <= gap <= TIME_WIN:
+                return INVALID_COST
+        cx, mx, cy, my = cone_parameters(param)
+        if a.n >= b.n:
+            fit, window = a.forward, b.head
+        else:
+            fit, window = b.backward, a.tail
+        coefficients = np.array(_coefficients(
+            mx * fit.abs_x, my * fit.abs_y, fit.slope_x, fit.slope_y, fit.intercept_x, fit.intercept_y,
+            gap, window.offset_first, window.var_y, cx, cy, math.sqrt, max)).reshape(6, 5)
+        if a.tame and b.tame and gap < _TAME and max(cx, mx, cy, my) < _TAME:
+            terms = _distance(coefficients, window.basis)
+        else:
+            with np.errstate(all="ignore"):
+                terms = _distance(coefficients, window.basis)
+        cost = float(terms.reshape(-1) @ window.weights) + TIME_COST * gap
+        return cost if math.isfinite(cost) else INVALID_COST
+
+    def compute_costs(self, tracks1: Sequence[Mapping[str, Any]], track2: Mapping[str, Any],
+                      TIME_WIN: float, param: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Costs of many earlier fragments against one new fragment `track2`, vectorised.
+
+        Parameters
+        ----------
+        tracks1 : K earlier fragment documents (the stitcher's candidates).
+        track2 : the new fragment, the later one of every pair.
+        TIME_WIN, param : as in `compute_cost`.
+
+        Returns
+        -------
+        (K,) float64 costs, elementwise equal to `compute_cost` up to rounding (~1e-15 relative).
+        """
+        k = len(tracks1)
+        out = np.full(k, INVALID_COST)
+        if k == 0:
+            return out
+        gaps = np.empty(k)
+        for i, track1 in enumerate(tracks1):
+            gap = _raw_gap(track1, track2)
+            if gap is None:
+                # Documents that cannot be read cheaply: validate them (which names the problem).
+                gap = self._cache.get(track2).t_first - self._cache.get(track1).t_last
+            gaps[i] = gap
+        live = np.flatnonzero((gaps >= 0.0) & (gaps <= TIME_WIN))
+        if live.size == 0:
+            return out
+        b = self._cache.get(track2)
+        summaries = [self._cache.get(tracks1[i]) for i in live]
+        cx, mx, cy, my = cone_parameters(param)
+        forward = np.fromiter((s.n >= b.n for s in summaries), dtype=bool, count=len(summaries))
+        with np.errstate(all="ignore"):
+            if forward.any():
+                # The new fragment's head is measured against each candidate's forward projection.
+                rows = live[forward]
+                gap = gaps[rows]
+                head = b.head
+                fits = np.stack([s.forward.row for s, f in zip(summaries, forward) if f], axis=1)
+                coefficients = _coefficient_stack(_coefficients(
+                    mx * fits[4], my * fits[5], fits[0], fits[1], fits[2], fits[3],
+                    gap, head.offset_first, head.var_y, cx, cy, math.sqrt, max), rows.size)
+                terms = _distance(coefficients, head.basis)
+                out[rows] = terms.reshape(rows.size, -1) @ head.weights + TIME_COST * gap
+            if not forward.all():
+                # Each candidate's tail is measured against the new fragment's backward projection.
+                rows = live[~forward]
+                gap = gaps[rows]
+                fit = b.backward
+                tails = [s.tail for s, f in zip(summaries, forward) if not f]
+                first = np.fromiter((w.offset_first for w in tails), dtype=np.float64, count=rows.size)
+                var_y = np.fromiter((w.var_y for w in tails), dtype=np.float64, count=rows.size)
+                coefficients = _coefficient_stack(_coefficients(
+                    mx * fit.abs_x, my * fit.abs_y, fit.slope_x, fit.slope_y, fit.intercept_x, fit.intercept_y,
+                    gap, first, var_y, cx, cy, np.sqrt, np.maximum), rows.size)
+                terms = _distance(coefficients, np.stack([w.padded_basis for w in tails]))
+                weights = np.stack([w.padded_weights for w in tails])
+                out[rows] = np.einsum("ij,ij->i", terms.reshape(rows.size, -1), weights) + TIME_COST * gap
+        out[~np.isfinite(out)] = INVALID_COST
+        return out
+
+
+def _coefficient_stack(entries: tuple, count: int) -> np.ndarray:
+    """(count, 6, 5) coefficient matrices from `_coefficients` entries that are floats or (count,) arrays."""
+    out = np.empty((30, count))
+    for i, value in enumerate(entries):
+        out[i] = value
+    return out.T.reshape(count, 6, 5)

@@ -1,0 +1,569 @@
+"""The 47 engineered stitch-pair features, defined once for training and serving (FEATURES.md §1).
+
+Two versioned schemas share the names and order of `training_dataset_advanced.npz`:
+
+- ``i24-47-v1`` reproduces the reference dataset builder bug for bug (REFERENCE.md §1.2-§1.5), for
+  models trained on that npz.
+- ``i24-47-v2`` (the default) applies FEATURES.md §1's corrections; see `FeatureExtractor`.
+
+Everything that depends on one fragment (validation, windows, the WLS fit of its tail, moments of
+its head, curvature, means) is computed once per fragment and cached (`FragmentFeatures`); a pair
+costs Python arithmetic on those numbers plus one small matrix product for the projection maxima,
+and `FeatureExtractor.batch` does the same arithmetic on columns for many candidates at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .bhattacharyya import MIN_WEIGHT, WINDOW_SAMPLES, weighted_line_fit
+from .cache import FragmentCache
+from .fragment import Fragment
+
+__all__ = [
+    "FEATURE_NAMES",
+    "BASIC_FEATURES",
+    "SCHEMA_V1",
+    "SCHEMA_V2",
+    "DEFAULT_SCHEMA",
+    "SCHEMAS",
+    "FEATURE_CODE_VERSION",
+    "schema_hash",
+    "FragmentFeatures",
+    "FeatureExtractor",
+    "pair_features",
+]
+
+# REFERENCE.md §1.1: the column order of training_dataset_advanced.npz; must never change.
+FEATURE_NAMES = (
+    "time_gap", "duration_a", "duration_b", "duration_ratio", "spatial_gap",
+    "y_mean_a", "y_mean_b", "y_diff", "y_std_a", "y_std_b",
+    "vel_a_mean", "vel_b_mean", "vel_diff", "vel_ratio",
+    "length_a", "length_b", "length_diff", "width_a", "width_b", "width_diff",
+    "height_a", "height_b", "height_diff",
+    "conf_a_mean", "conf_b_mean", "conf_a_min", "conf_b_min", "direction_match",
+    "projection_error_x_mean", "projection_error_x_std", "projection_error_x_max",
+    "projection_error_y_mean", "projection_error_y_std", "projection_error_y_max",
+    "bhattacharyya_distance", "bhattacharyya_coeff",
+    "velocity_fit_x", "velocity_fit_y", "velocity_actual_x_mean", "velocity_actual_y_mean",
+    "velocity_mismatch_x", "velocity_mismatch_y",
+    "curvature_a_mean", "curvature_a_std", "curvature_b_mean", "curvature_b_std", "curvature_diff",
+)
+BASIC_FEATURES = FEATURE_NAMES[:28]
+
+SCHEMA_V1 = "i24-47-v1"
+SCHEMA_V2 = "i24-47-v2"
+DEFAULT_SCHEMA = SCHEMA_V2
+SCHEMAS: dict[str, tuple[str, ...]] = {SCHEMA_V1: FEATURE_NAMES, SCHEMA_V2: FEATURE_NAMES}
+# Part of every schema hash: bump it when the code of a schema changes in any way that alters a
+# value (which FEATURES.md says must instead become a new schema), so stale manifests are caught.
+FEATURE_CODE_VERSION = "1"
+
+_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+# v2 windows: the last / first WINDOW_SECONDS of a fragment. The tolerance keeps the sample exactly
+# 1 s away out (25 samples at 25 Hz) despite epoch-second rounding (~2e-7 s), and is far below any
+# sampling interval.
+WINDOW_SECONDS = 1.0
+WINDOW_TOLERANCE = 1e-3
+# v2 curvature: speeds below this (ft/s) do not shrink the denominator further.
+CURVATURE_SPEED_FLOOR = 1.0
+# REFERENCE.md §1.3: sentinel and cut-off of the projection-block distance.
+DISTANCE_SENTINEL = 999.0
+COEFF_CUTOFF = 100.0
+# Additive guards of the reference formulas (ratios, variances, speeds, curvature).
+EPS = 1e-6
+
+
+def schema_hash(schema: str, names: Sequence[str] | None = None) -> str:
+    """sha256 (hex) identifying a feature schema, for model manifests.
+
+    Parameters
+    ----------
+    schema : a key of `SCHEMAS`.
+    names : the feature subset a model consumes, in its order; all of the schema's by default.
+
+    Returns
+    -------
+    str : sha256 of the schema name, the feature names and `FEATURE_CODE_VERSION`.
+    """
+    if schema not in SCHEMAS:
+        raise ValueError(f"unknown feature schema {schema!r}; known: {', '.join(SCHEMAS)}")
+    names = SCHEMAS[schema] if names is None else tuple(names)
+    text = "\n".join((schema, ",".join(names), FEATURE_CODE_VERSION))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_names(names: Sequence[str] | None) -> tuple[str, ...]:
+    if names is None:
+        return FEATURE_NAMES
+    if isinstance(names, str):
+        raise ValueError("names must be a sequence of feature names, not one string")
+    names = tuple(names)
+    unknown = [n for n in names if n not in _INDEX]
+    if unknown:
+        raise ValueError(f"unknown feature name(s) {', '.join(map(repr, unknown))}; "
+                         f"valid names: {', '.join(FEATURE_NAMES)}")
+    if not names:
+        raise ValueError("names selects no feature")
+    return names
+
+
+# Quantities of a fragment in the role of A (the earlier fragment); the batch path stacks them.
+_A_FIELDS = (
+    "gap_end", "t_end", "duration", "direction", "start_x", "end_x", "y_mean", "y_std",
+    "has_velocity", "vel_mean", "vel_last", "length", "width", "height", "has_height",
+    "has_confidence", "conf_mean", "conf_min",
+    "tail_single", "tail_x", "tail_y", "slope_x", "slope_y", "tail_lag",
+    "curvature_mean", "curvature_std",
+)
+
+
+class FragmentFeatures:
+    """Per-fragment quantities of one feature schema; a pair's features are arithmetic on two of these.
+
+    Built by `FeatureExtractor.summarize` (cached by fragment identity). Attributes are floats
+    (indicators are 1.0 / 0.0) unless noted.
+
+    Attributes
+    ----------
+    schema, id : the schema these values follow and the fragment `_id`.
+    n, direction : sample count and +1 / -1.
+    t_start, t_end : first and last timestamp from the arrays (epoch s).
+    gap_start, gap_end, duration : the times behind time_gap and durations (v1: the stored scalar
+        fields, v2: the arrays).
+    start_x, end_x : x at the ends (v1: stored fields, v2: arrays).
+    y_mean, y_std : of the whole fragment (population std).
+    has_velocity, vel_mean, vel_first, vel_last, vel_den : speed statistics; vel_den = vel_first
+        + 1e-6, the vel_ratio denominator (inf where that is 0, making the ratio 0 and finite).
+    length, width, height, has_height : mean dimensions (0 when absent).
+    has_confidence, conf_mean, conf_min : detection confidence (1 when absent).
+    tail_single, tail_x, tail_y, slope_x, slope_y, tail_lag : the WLS line through the tail window
+        (as A): slopes, weighted mean values, and t_end minus the weighted mean time (>= 0).
+        tail_single = 1 for a one-sample window, whose line depends on the pair (REFERENCE.md §1.3).
+    head_m, head_u_mean, head_u_var, head_x_mean, head_x_var, head_y_mean, head_y_var,
+    head_ux_cov, head_uy_cov, head_log_var : moments of the head window (as B), times u relative
+        to t_start; head_log_var = log(var x + 1e-6) + log(var y + 1e-6).
+    head_u_hull : the centred head samples (u, x) and (u, y) on the upper and lower convex hulls,
+        as four (u values, z values) pairs: x upper, x lower, y upper, y lower. The largest
+        projection error of any line is attained at one of them.
+    has_vact, vact_x, vact_y : mean finite-difference velocity at the start (as B).
+    curvature_mean, curvature_std : curvature statistics of the whole fragment.
+    a_row : (len(_A_FIELDS),) array of the A-role quantities, for the batch path.
+    """
+
+    __slots__ = _A_FIELDS + (
+        "schema", "id", "n", "t_start", "gap_start", "vel_first", "vel_den",
+        "head_m", "head_u_mean", "head_u_var", "head_x_mean", "head_x_var", "head_y_mean", "head_y_var",
+        "head_ux_cov", "head_uy_cov", "head_log_var", "head_u_hull", "has_vact", "vact_x", "vact_y",
+        "a_row",
+    )
+
+    def __repr__(self) -> str:
+        return f"FragmentFeatures(schema={self.schema!r}, id={self.id!r}, n={self.n})"
+
+
+def _curvature(fragment: Fragment, v2: bool) -> tuple[float, float]:
+    """(mean, std) of the curvature of the whole fragment; (0, 0) below 3 samples (REFERENCE.md §1.4).
+
+    v1: index-based derivatives and (speed^3 + 1e-6) in the denominator, as the reference.
+    v2: time-based derivatives (1/ft) and max(speed, 1 ft/s)^3, so near-stationary vehicles and
+    the sampling rate do not blow it up.
+    """
+    if fragment.n < 3:
+        return 0.0, 0.0
+    if v2:
+        t = fragment.t - fragment.t[0]
+        dx, dy = np.gradient(fragment.x, t), np.gradient(fragment.y, t)
+        ddx, ddy = np.gradient(dx, t), np.gradient(dy, t)
+        speed2 = np.maximum(dx * dx + dy * dy, CURVATURE_SPEED_FLOOR ** 2)
+        kappa = np.abs(dx * ddy - dy * ddx) / (speed2 * np.sqrt(speed2))
+    else:
+        dx, dy = np.gradient(fragment.x), np.gradient(fragment.y)
+        ddx, ddy = np.gradient(dx), np.gradient(dy)
+        kappa = np.abs(dx * ddy - dy * ddx) / ((dx * dx + dy * dy) ** 1.5 + EPS)
+    return float(kappa.mean()), float(kappa.std())
+
+
+def _hulls(u: np.ndarray, z: np.ndarray) -> tuple:
+    """Vertices of the upper and lower convex hulls of the points (u_j, z_j), u increasing.
+
+    max_j (z_j - s u_j) over all samples is attained on the upper hull and min_j on the lower one,
+    for every slope s, so a pair's largest projection error needs only these few points (2 for a
+    straight track, a handful for a noisy one) instead of the whole window. Andrew's monotone chain.
+
+    Returns
+    -------
+    ((u_upper, z_upper), (u_lower, z_lower)) : tuples of Python floats.
+    """
+    points = list(zip(u.tolist(), z.tolist()))
+
+    def chain(sign: float) -> tuple:
+        kept: list = []
+        for p in points:
+            # Pop while the turn is not strictly clockwise (upper) / counter-clockwise (lower).
+            while len(kept) >= 2:
+                (u1, z1), (u2, z2) = kept[-2], kept[-1]
+                if sign * ((u2 - u1) * (p[1] - z1) - (z2 - z1) * (p[0] - u1)) >= 0.0:
+                    kept.pop()
+                else:
+                    break
+            kept.append(p)
+        return tuple(q[0] for q in kept), tuple(q[1] for q in kept)
+
+    return chain(1.0), chain(-1.0)
+
+
+def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
+    """Compute a fragment's `FragmentFeatures` for one schema (the cache's miss path)."""
+    v2 = schema == SCHEMA_V2
+    s = FragmentFeatures()
+    t, x, y, n = fragment.t, fragment.x, fragment.y, fragment.n
+    s.schema, s.id, s.n = schema, fragment.id, n
+    s.direction = float(fragment.direction)
+    s.t_start, s.t_end = float(t[0]), float(t[-1])
+    if v2:
+        # One clock for everything: the arrays, which the stitcher's gate also reads.
+        s.gap_start, s.gap_end = s.t_start, s.t_end
+        s.start_x, s.end_x = float(x[0]), float(x[-1])
+    else:
+        s.gap_start, s.gap_end = fragment.first_timestamp_field, fragment.last_timestamp_field
+        s.start_x, s.end_x = fragment.starting_x_field, fragment.ending_x_field
+    s.duration = s.gap_end - s.gap_start
+    s.y_mean, s.y_std = float(y.mean()), float(y.std())
+
+    speed = fragment.velocity
+    if speed is None and v2:
+        # FEATURES.md: a missing or mismatched speed field is replaced by |dx/dt| from the
+        # fragment's own positions (the definition `windows` uses for the encoder channel).
+        speed = np.abs(np.gradient(x, t)) if n > 1 else np.zeros(1)
+    s.has_velocity = 0.0 if speed is None else 1.0
+    if speed is None:
+        s.vel_mean = s.vel_first = s.vel_last = 0.0
+    else:
+        s.vel_mean, s.vel_first, s.vel_last = float(speed.mean()), float(speed[0]), float(speed[-1])
+    den = s.vel_first + EPS
+    s.vel_den = den if den != 0.0 else math.inf
+
+    s.length = float(fragment.length.mean()) if fragment.length is not None else 0.0
+    s.width = float(fragment.width.mean()) if fragment.width is not None else 0.0
+    s.has_height = 0.0 if fragment.height is None else 1.0
+    s.height = float(fragment.height.mean()) if fragment.height is not None else 0.0
+    conf = fragment.confidence
+    s.has_confidence = 0.0 if conf is None else 1.0
+    s.conf_mean, s.conf_min = (1.0, 1.0) if conf is None else (float(conf.mean()), float(conf.min()))
+
+    # Windows: v1 the last / first 25 samples, v2 the last / first second of the fragment.
+    if v2:
+        m_tail = n - int(np.searchsorted(t - t[-1], WINDOW_TOLERANCE - WINDOW_SECONDS, side="left"))
+        m_head = int(np.searchsorted(t - t[0], WINDOW_SECONDS - WINDOW_TOLERANCE, side="right"))
+    else:
+        m_tail = m_head = min(n, WINDOW_SAMPLES)
+    m_tail, m_head = max(m_tail, 1), max(m_head, 1)
+
+    # As A: true WLS through the tail, heaviest at the end, times relative to the last sample.
+    t_tail = t[n - m_tail:] - t[-1]
+    slope, t_mean, z_mean = weighted_line_fit(t_tail, np.stack((x[n - m_tail:], y[n - m_tail:])),
+                                              np.linspace(MIN_WEIGHT, 1.0, m_tail))
+    s.tail_single = 1.0 if m_tail == 1 else 0.0
+    s.slope_x, s.slope_y = float(slope[0]), float(slope[1])
+    s.tail_x, s.tail_y = float(z_mean[0]), float(z_mean[1])
+    s.tail_lag = -t_mean
+
+    # As B: moments of the head window, centred so variances do not cancel catastrophically.
+    u = t[:m_head] - t[0]
+    xh, yh = x[:m_head], y[:m_head]
+    s.head_m = m_head
+    s.head_u_mean, s.head_x_mean, s.head_y_mean = float(u.mean()), float(xh.mean()), float(yh.mean())
+    uc, xc, yc = u - s.head_u_mean, xh - s.head_x_mean, yh - s.head_y_mean
+    s.head_u_var, s.head_x_var, s.head_y_var = float(uc @ uc) / m_head, float(xc @ xc) / m_head, float(yc @ yc) / m_head
+    s.head_ux_cov, s.head_uy_cov = float(uc @ xc) / m_head, float(uc @ yc) / m_head
+    s.head_log_var = math.log(s.head_x_var + EPS) + math.log(s.head_y_var + EPS)
+    s.head_u_hull = _hulls(uc, xc) + _hulls(uc, yc)
+    # REFERENCE.md §1.3 (39-40): per-step velocities over the whole fragment, the first
+    # min(m_head, n - 1) of them averaged; the +1e-6 is the reference's.
+    s.has_vact = 1.0 if n > 1 else 0.0
+    if n > 1:
+        k = min(m_head, n - 1)
+        dt = t[1:k + 1] - t[:k] + EPS
+        s.vact_x = float(((x[1:k + 1] - x[:k]) / dt).mean())
+        s.vact_y = float(((y[1:k + 1] - y[:k]) / dt).mean())
+    else:
+        s.vact_x = s.vact_y = 0.0
+    if v2:
+        s.vact_x *= s.direction
+    s.curvature_mean, s.curvature_std = _curvature(fragment, v2)
+    s.a_row = np.array([getattr(s, f) for f in _A_FIELDS], dtype=np.float64)
+    return s
+
+
+class _ScalarOps:
+    """Math for one pair: A's quantities are Python floats."""
+
+    sqrt = staticmethod(math.sqrt)
+    log = staticmethod(math.log)
+    maximum = staticmethod(max)
+
+    @staticmethod
+    def projection_max(b: FragmentFeatures, slope_x, slope_y, mean_x, mean_y):
+        (ux_hi, x_hi), (ux_lo, x_lo), (uy_hi, y_hi), (uy_lo, y_lo) = b.head_u_hull
+        high_x = max([z - slope_x * u for u, z in zip(ux_hi, x_hi)])
+        low_x = min([z - slope_x * u for u, z in zip(ux_lo, x_lo)])
+        high_y = max([z - slope_y * u for u, z in zip(uy_hi, y_hi)])
+        low_y = min([z - slope_y * u for u, z in zip(uy_lo, y_lo)])
+        return max(high_x + mean_x, -(low_x + mean_x)), max(high_y + mean_y, -(low_y + mean_y))
+
+    @staticmethod
+    def distance(d, v2: bool):
+        if not math.isfinite(d) or d < -DISTANCE_SENTINEL:
+            return DISTANCE_SENTINEL
+        return min(max(d, 0.0), DISTANCE_SENTINEL) if v2 else d
+
+    @staticmethod
+    def coefficient(d):
+        return math.exp(-d) if d < COEFF_CUTOFF else 0.0
+
+
+class _ArrayOps:
+    """Math for many pairs against one B: A's quantities are (K,) arrays."""
+
+    sqrt = staticmethod(np.sqrt)
+    log = staticmethod(np.log)
+    maximum = staticmethod(np.maximum)
+
+    @staticmethod
+    def projection_max(b: FragmentFeatures, slope_x, slope_y, mean_x, mean_y):
+        def extreme(hull, slope, pick):
+            u, z = (np.array(v) for v in hull)
+            return pick(z[None, :] - slope[:, None] * u[None, :], axis=1)
+
+        (hi_x, lo_x, hi_y, lo_y) = b.head_u_hull
+        peak_x = np.maximum(extreme(hi_x, slope_x, np.max) + mean_x, -(extreme(lo_x, slope_x, np.min) + mean_x))
+        peak_y = np.maximum(extreme(hi_y, slope_y, np.max) + mean_y, -(extreme(lo_y, slope_y, np.min) + mean_y))
+        return peak_x, peak_y
+
+    @staticmethod
+    def distance(d, v2: bool):
+        bad = ~np.isfinite(d) | (d < -DISTANCE_SENTINEL)
+        if v2:
+            d = np.clip(d, 0.0, DISTANCE_SENTINEL)
+        return np.where(bad, DISTANCE_SENTINEL, d)
+
+    @staticmethod
+    def coefficient(d):
+        return np.where(d < COEFF_CUTOFF, np.exp(-np.minimum(d, COEFF_CUTOFF)), 0.0)
+
+
+def _pair_values(a, b: FragmentFeatures, ops, v2: bool) -> tuple:
+    """The 47 features in `FEATURE_NAMES` order for A (floats or (K,) columns) against one B.
+
+    Only arithmetic that works on floats and arrays alike, plus `ops`; conditions on A are written
+    as products with 0/1 indicators, conditions on B (one fragment) as plain branches.
+    """
+    # 1-5: times and the gap along the road.
+    duration_ratio = a.duration / (b.duration + EPS)
+    if v2:
+        spatial_gap = a.direction * (b.start_x - a.end_x)
+    else:
+        # D1: the builder's westbound formula spans A's start to B's end.
+        eastbound = (a.direction + 1.0) * 0.5
+        spatial_gap = eastbound * (b.start_x - a.end_x) + (1.0 - eastbound) * (a.start_x - b.end_x)
+    values = [b.gap_start - a.gap_end, a.duration, b.duration, duration_ratio, spatial_gap,
+              a.y_mean, b.y_mean, abs(b.y_mean - a.y_mean), a.y_std, b.y_std]
+
+    # 11-14: speeds. v1 (D2): all four need the field on both fragments, else 0, 0, 0, 1.
+    if v2 or b.has_velocity:
+        both = 1.0 if v2 else a.has_velocity
+        values += [both * a.vel_mean, both * b.vel_mean, both * abs(a.vel_last - b.vel_first),
+                   both * (a.vel_last / b.vel_den) + (1.0 - both)]
+    else:
+        values += [0.0, 0.0, 0.0, 1.0]
+
+    # 15-27: dimensions and confidence. v1 (D3): height and confidence need both fragments.
+    values += [a.length, b.length, abs(a.length - b.length), a.width, b.width, abs(a.width - b.width)]
+    if v2 or b.has_height:
+        both = 1.0 if v2 else a.has_height
+        values += [both * a.height, both * b.height, both * abs(a.height - b.height)]
+    else:
+        values += [0.0, 0.0, 0.0]
+    if v2 or b.has_confidence:
+        both = 1.0 if v2 else a.has_confidence
+        rest = 1.0 - both
+        values += [both * a.conf_mean + rest, both * b.conf_mean + rest,
+                   both * a.conf_min + rest, both * b.conf_min + rest]
+    else:
+        values += [1.0, 1.0, 1.0, 1.0]
+    values.append(1.0 - abs(a.direction - b.direction) * 0.5)
+
+    # 29-42: A's tail line projected onto B's head (REFERENCE.md §1.3), times u from B's start.
+    gap = b.t_start - a.t_end
+    # A one-sample window has statsmodels' minimum-norm line through (t~, z), t~ = its time after
+    # tau0 = min(tA0, tB0): nonzero only when B starts before A. Longer windows: lag = 0, q = 1.
+    lag = a.tail_single * ops.maximum(-gap, 0.0)
+    q = 1.0 / (1.0 + lag * lag)
+    slope_x = a.slope_x + a.tail_x * lag * q
+    slope_y = a.slope_y + a.tail_y * lag * q
+    # e = z - (c + slope u), with c the line's value at u = 0.
+    mean_x = b.head_x_mean - (a.tail_x + a.slope_x * (gap + a.tail_lag)) * q - slope_x * b.head_u_mean
+    mean_y = b.head_y_mean - (a.tail_y + a.slope_y * (gap + a.tail_lag)) * q - slope_y * b.head_u_mean
+    var_x = ops.maximum(b.head_x_var - 2.0 * slope_x * b.head_ux_cov + slope_x * slope_x * b.head_u_var, 0.0)
+    var_y = ops.maximum(b.head_y_var - 2.0 * slope_y * b.head_uy_cov + slope_y * slope_y * b.head_u_var, 0.0)
+    max_x, max_y = ops.projection_max(b, slope_x, slope_y, mean_x, mean_y)
+    # Two 2-D diagonal Gaussians: the projected points (variance = slope^2 var u) and B's points.
+    pred_x = slope_x * slope_x * b.head_u_var + EPS
+    pred_y = slope_y * slope_y * b.head_u_var + EPS
+    pooled_x = (pred_x + (b.head_x_var + EPS)) * 0.5
+    pooled_y = (pred_y + (b.head_y_var + EPS)) * 0.5
+    log = ops.log
+    distance = ops.distance(
+        0.125 * (mean_x * mean_x / pooled_x + mean_y * mean_y / pooled_y)
+        + 0.5 * (log(pooled_x) + log(pooled_y) - 0.5 * (log(pred_x) + log(pred_y) + b.head_log_var)), v2)
+    if v2:
+        # Direction-normalised x motion: westbound pairs look like eastbound ones.
+        fit_x, error_x = a.direction * slope_x, a.direction * mean_x
+    else:
+        fit_x, error_x = slope_x, mean_x
+    values += [error_x, ops.sqrt(var_x), max_x, mean_y, ops.sqrt(var_y), max_y,
+               distance, ops.coefficient(distance), fit_x, slope_y, b.vact_x, b.vact_y]
+    if b.has_vact:
+        values += [abs(fit_x - b.vact_x), abs(slope_y - b.vact_y)]
+    else:
+        values += [0.0, 0.0]
+
+    # 43-47: curvature.
+    values += [a.curvature_mean, a.curvature_std, b.curvature_mean, b.curvature_std,
+               abs(a.curvature_mean - b.curvature_mean)]
+    return values
+
+
+class _Columns:
+    """A's quantities for many candidates as attribute columns, mirroring `FragmentFeatures`."""
+
+    __slots__ = _A_FIELDS
+
+    def __init__(self, rows: np.ndarray):
+        for name, column in zip(_A_FIELDS, np.ascontiguousarray(rows.T)):
+            setattr(self, name, column)
+
+
+class FeatureExtractor:
+    """Engineered pair features of one schema, with per-fragment work cached.
+
+    Parameters
+    ----------
+    schema : "i24-47-v2" (default) or "i24-47-v1"; the manifest of a model names the one it needs.
+    names : the features to emit, in this order (default: all 47 in `FEATURE_NAMES` order).
+    cache_size : how many `FragmentFeatures` to keep (bounded LRU keyed by fragment identity).
+
+    Schemas
+    -------
+    v1, the reference dataset builder bug for bug (REFERENCE.md §1.2-§1.5):
+      time_gap and durations from the stored first/last_timestamp fields; spatial_gap and the
+      x ends from the stored starting_x/ending_x, westbound A.starting_x - B.ending_x (D1);
+      velocity features need the field on both fragments, else 0, 0, 0 and vel_ratio 1 (D2);
+      height and confidence need both, else 0 / 1 (D3); missing length/width count 0;
+      25-sample windows; true WLS (not polyfit, D7); anchor always A; index-based curvature;
+      bhattacharyya_distance = 999 when not finite, otherwise unclipped (the npz holds values up
+      to 7e4). A velocity array of another length than the timestamps counts as missing.
+    v2, FEATURES.md §1's corrections, nothing else:
+      every time and x end from the arrays (the gate's clock); spatial_gap = direction *
+      (B.x[0] - A.x[-1]); per-fragment defaults (speed missing or mismatched -> |dx/dt| from
+      np.gradient of the fragment's own positions, confidence -> 1, dimensions -> 0);
+      x motion direction-normalised (velocity_fit_x, velocity_actual_x_mean and
+      projection_error_x_mean are multiplied by direction; the stored speed field is already
+      unsigned); curvature from time derivatives with max(speed, 1 ft/s)^3 below; windows are
+      the last / first 1.0 s (samples within 1 s - 1 ms of the end / start, at least one);
+      bhattacharyya_distance clipped to [0, 999].
+    Both: every feature is finite for valid fragments of any length (1-3 samples, stationary
+    vehicles, repeated positions); vel_ratio is 0 when B's first speed is exactly -1e-6.
+    """
+
+    def __init__(self, schema: str = DEFAULT_SCHEMA, names: Sequence[str] | None = None, cache_size: int = 4096):
+        if schema not in SCHEMAS:
+            raise ValueError(f"unknown feature schema {schema!r}; known: {', '.join(SCHEMAS)}")
+        self.schema = schema
+        self.names = _check_names(names)
+        self._v2 = schema == SCHEMA_V2
+        self._index = [_INDEX[n] for n in self.names]
+        self._all = self.names == FEATURE_NAMES
+        self._cache = FragmentCache(self._build, cache_size)
+
+    def _build(self, doc: Mapping[str, Any]) -> FragmentFeatures:
+        return _summarize(Fragment.from_document(doc), self.schema)
+
+    @property
+    def cache(self) -> FragmentCache:
+        """The per-fragment summary cache (hits, misses, size)."""
+        return self._cache
+
+    @property
+    def schema_hash(self) -> str:
+        """`schema_hash(schema, names)` of this extractor, for manifests."""
+        return schema_hash(self.schema, self.names)
+
+    def summarize(self, doc: Mapping[str, Any]) -> FragmentFeatures:
+        """The cached per-fragment quantities of `doc` (validated once; `FragmentError` if invalid)."""
+        return self._cache.get(doc)
+
+    def _check(self, summary: FragmentFeatures) -> None:
+        if summary.schema != self.schema:
+            raise ValueError(f"summary of {summary.id!r} follows {summary.schema!r}, this extractor {self.schema!r}")
+
+    def pair_from_summaries(self, sa: FragmentFeatures, sb: FragmentFeatures) -> np.ndarray:
+        """Features of the pair (A = `sa` earlier, B = `sb` later) as a float64 vector of len(names)."""
+        self._check(sa)
+        self._check(sb)
+        values = _pair_values(sa, sb, _ScalarOps, self._v2)
+        if self._all:
+            return np.array(values, dtype=np.float64)
+        return np.array([values[i] for i in self._index], dtype=np.float64)
+
+    def batch_from_summaries(self, list_sa: Sequence[FragmentFeatures], sb: FragmentFeatures) -> np.ndarray:
+        """Features of many earlier fragments against one later fragment: (K, len(names)) float64.
+
+        Row k equals `pair_from_summaries(list_sa[k], sb)` (to rounding of log/exp, ~1e-15).
+        """
+        self._check(sb)
+        k = len(list_sa)
+        out = np.empty((k, len(self.names)))
+        if k == 0:
+            return out
+        for sa in list_sa:
+            self._check(sa)
+        columns = _Columns(np.stack([sa.a_row for sa in list_sa]))
+        with np.errstate(all="ignore"):
+            values = _pair_values(columns, sb, _ArrayOps, self._v2)
+        for j, i in enumerate(self._index):
+            out[:, j] = values[i]
+        return out
+
+    def pair(self, doc_a: Mapping[str, Any], doc_b: Mapping[str, Any]) -> np.ndarray:
+        """Features of the pair `doc_a` (earlier) -> `doc_b` (later): float64 vector of len(names).
+
+        Raises `FragmentError` (naming `_id` and field) for an invalid document.
+        """
+        return self.pair_from_summaries(self._cache.get(doc_a), self._cache.get(doc_b))
+
+    def batch(self, docs_a: Sequence[Mapping[str, Any]], doc_b: Mapping[str, Any]) -> np.ndarray:
+        """Features of K earlier fragments against one later fragment: (K, len(names)) float64."""
+        get = self._cache.get
+        return self.batch_from_summaries([get(doc) for doc in docs_a], get(doc_b))
+
+
+def pair_features(doc_a: Mapping[str, Any], doc_b: Mapping[str, Any], schema: str = DEFAULT_SCHEMA,
+                  names: Sequence[str] | None = None) -> np.ndarray:
+    """One pair's features without keeping an extractor (no caching across calls; for one-off use).
+
+    Parameters
+    ----------
+    doc_a, doc_b : the earlier and the later fragment documents.
+    schema, names : as for `FeatureExtractor`.
+
+    Returns
+    -------
+    float64 vector of len(names) (47 by default).
+    """
+    return FeatureExtractor(schema, names, cache_size=2).pair(doc_a, doc_b)
