@@ -17,9 +17,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -556,7 +555,7 @@ def plot_time_space(gt_docs: Sequence[Mapping[str, Any]], rec_docs: Sequence[Map
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load(path: str, what: str) -> list:
+def _load(path: str) -> list:
     from training.io import load_fragments
     return load_fragments(path)
 
@@ -594,8 +593,8 @@ def _click_main():
             for p in (gt_path, rec_path):
                 if not os.path.isfile(p):
                     raise click.ClickException(f"{p} not found")
-            gt_docs = _load(gt_path, "GT")
-            rec_docs = _load(rec_path, "REC")
+            gt_docs = _load(gt_path)
+            rec_docs = _load(rec_path)
             click.echo(f"evaluate: {len(gt_docs)} GT trajectories, {len(rec_docs)} tracker trajectories", err=True)
             result = evaluate_tracking(gt_docs, rec_docs, iou_threshold=iou_threshold, engine=engine,
                                        return_details=plot_path is not None)
