@@ -145,8 +145,9 @@ class FragmentFeatures:
         (as A): slopes, weighted mean values, and t_end minus the weighted mean time (>= 0).
         tail_single = 1 for a one-sample window, whose line depends on the pair (REFERENCE.md §1.3).
     head_m, head_u_mean, head_u_var, head_x_mean, head_x_var, head_y_mean, head_y_var,
-    head_ux_cov, head_uy_cov, head_log_var : moments of the head window (as B), times u relative
-        to t_start; head_log_var = log(var x + 1e-6) + log(var y + 1e-6).
+    head_x_own, head_y_own, head_x_resvar, head_y_resvar, head_log_var : moments of the head window
+        (as B), times u relative to t_start: own least-squares slopes and residual variances, and
+        log(var x + 1e-6) + log(var y + 1e-6).
     head_u_hull : the centred head samples (u, x) and (u, y) on the upper and lower convex hulls,
         as four (u values, z values) pairs: x upper, x lower, y upper, y lower. The largest
         projection error of any line is attained at one of them.
@@ -158,7 +159,7 @@ class FragmentFeatures:
     __slots__ = _A_FIELDS + (
         "schema", "id", "n", "t_start", "gap_start", "vel_first", "vel_den",
         "head_m", "head_u_mean", "head_u_var", "head_x_mean", "head_x_var", "head_y_mean", "head_y_var",
-        "head_ux_cov", "head_uy_cov", "head_log_var", "head_u_hull", "has_vact", "vact_x", "vact_y",
+        "head_x_own", "head_y_own", "head_x_resvar", "head_y_resvar", "head_log_var", "head_u_hull", "has_vact", "vact_x", "vact_y",
         "a_row",
     )
 
@@ -280,7 +281,14 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
     s.head_u_mean, s.head_x_mean, s.head_y_mean = float(u.mean()), float(xh.mean()), float(yh.mean())
     uc, xc, yc = u - s.head_u_mean, xh - s.head_x_mean, yh - s.head_y_mean
     s.head_u_var, s.head_x_var, s.head_y_var = float(uc @ uc) / m_head, float(xc @ xc) / m_head, float(yc @ yc) / m_head
-    s.head_ux_cov, s.head_uy_cov = float(uc @ xc) / m_head, float(uc @ yc) / m_head
+    # The variance of a pair's projection errors is var(zc - s uc) = r + var_u (s - s*)^2, with s*
+    # the head's own least-squares slope and r its residual variance (computed from the residuals):
+    # two non-negative terms, where var_z - 2 s cov + s^2 var_u would cancel catastrophically.
+    for axis, zc in (("x", xc), ("y", yc)):
+        own = float(uc @ zc) / float(uc @ uc) if m_head > 1 else 0.0
+        residual = zc - own * uc
+        setattr(s, f"head_{axis}_own", own)
+        setattr(s, f"head_{axis}_resvar", float(residual @ residual) / m_head)
     s.head_log_var = math.log(s.head_x_var + EPS) + math.log(s.head_y_var + EPS)
     s.head_u_hull = _hulls(uc, xc) + _hulls(uc, yc)
     # REFERENCE.md §1.3 (39-40): per-step velocities over the whole fragment, the first
@@ -409,8 +417,10 @@ def _pair_values(a, b: FragmentFeatures, ops, v2: bool) -> tuple:
     # e = z - (c + slope u), with c the line's value at u = 0.
     mean_x = b.head_x_mean - (a.tail_x + a.slope_x * (gap + a.tail_lag)) * q - slope_x * b.head_u_mean
     mean_y = b.head_y_mean - (a.tail_y + a.slope_y * (gap + a.tail_lag)) * q - slope_y * b.head_u_mean
-    var_x = ops.maximum(b.head_x_var - 2.0 * slope_x * b.head_ux_cov + slope_x * slope_x * b.head_u_var, 0.0)
-    var_y = ops.maximum(b.head_y_var - 2.0 * slope_y * b.head_uy_cov + slope_y * slope_y * b.head_u_var, 0.0)
+    off_x = slope_x - b.head_x_own
+    off_y = slope_y - b.head_y_own
+    var_x = b.head_x_resvar + b.head_u_var * (off_x * off_x)
+    var_y = b.head_y_resvar + b.head_u_var * (off_y * off_y)
     max_x, max_y = ops.projection_max(b, slope_x, slope_y, mean_x, mean_y)
     # Two 2-D diagonal Gaussians: the projected points (variance = slope^2 var u) and B's points.
     pred_x = slope_x * slope_x * b.head_u_var + EPS
