@@ -5,14 +5,23 @@ With z the model logit:
 
     z'   = a z + b                                   Platt scaling (calibration split, natural ratio)
     c    = T - s (z' - z*)                           T = 3, z* the operating point, s cost units per nat
-    cost = softplus_k(c - delta),  softplus_k(u) = log(1 + exp(k u)) / k,  k = 4
+    f    = softplus_k(c - delta),  softplus_k(u) = log(1 + exp(k u)) / k,  k = 4      (the floor)
     delta = -log(1 - exp(-k T)) / k                  (about 1.5e-6 for T = 3, k = 4)
+    cost = C - softplus_k(C - f),  C = 100                                            (the ceiling)
 
-`delta` is the exact horizontal shift that makes softplus_k(T - delta) == T, so cost == T exactly at
-z' = z*; the cost is strictly positive, strictly decreasing in z', and differs from c by less than
-4e-6 wherever c >= T and 1e-4 wherever c >= 2 (it bends away from c only where c is already well
-below every threshold, and approaches 0 instead of going negative).
-In the graph the softplus is evaluated in the overflow-free form max(u, 0) + log(1 + exp(-k|u|)) / k,
+`delta` is the exact horizontal shift that makes softplus_k(T - delta) == T, so f == T exactly at
+z' = z*. The floor keeps costs >= 0: f is strictly decreasing in z' and differs from c by less
+than 4e-6 wherever c >= T and 1e-4 wherever c >= 2; it bends away from c only well below every
+threshold, approaching 0 instead of going negative (FEATURES.md §5.4).
+
+The ceiling is this project's addition to §5.4: costs saturate smoothly below C = 100 instead of
+growing with the logit. It changes nothing that matters (cost == f to within exp(-k (C - f)) / k,
+below 1e-150 for f <= 10, and exactly T at z*), but it keeps every cost far from the 1e6 "no edge"
+sentinel and makes float32 models verifiable: an outlier pair with logit -4e6 has a float32
+rounding error near 0.5 in its (meaningless) uncapped cost of 3e6, which no parity tolerance on
+the cost scale could accept. In float64 both bounds are exact: 0 <= cost <= C.
+
+In the graph each softplus is evaluated in the overflow-free form max(u, 0) + log(1 + exp(-k|u|)) / k,
 in float64.
 """
 from __future__ import annotations
@@ -26,6 +35,7 @@ import numpy as np
 __all__ = [
     "REFERENCE_THRESH",
     "SOFTPLUS_K",
+    "COST_CEILING",
     "SCALE_RANGE",
     "STRATEGIES",
     "Calibration",
@@ -44,6 +54,7 @@ __all__ = [
 REFERENCE_THRESH = 3.0  # T: the stitcher's stitch_thresh the costs are scaled to
 MASTER_THRESH = 4.0     # master_stitch_thresh, reported alongside T
 SOFTPLUS_K = 4.0
+COST_CEILING = 100.0  # C: costs saturate smoothly below it (see the module docstring)
 SCALE_RANGE = (0.1, 10.0)
 STRATEGIES = ("fpr_ceiling", "precision_floor")
 DEFAULT_MAX_FPR = 0.005
@@ -75,6 +86,7 @@ class Calibration:
     s: float
     T: float = REFERENCE_THRESH
     k: float = SOFTPLUS_K
+    ceiling: float = COST_CEILING
     strategy: str = "fpr_ceiling"
     target: float = DEFAULT_MAX_FPR          # max_fpr (fpr_ceiling) or min_precision (precision_floor)
     s_unclipped: float = float("nan")
@@ -100,7 +112,8 @@ class Calibration:
 
     def cost(self, z: np.ndarray) -> np.ndarray:
         """The exported cost for logits `z` (float64), the reference the ONNX graph is checked against."""
-        return _softplus(self.linear_cost(z) - self.delta, self.k)
+        floor = _softplus(self.linear_cost(z) - self.delta, self.k)
+        return self.ceiling - _softplus(self.ceiling - floor, self.k)
 
     def logit_at_operating_point(self) -> float:
         """The raw logit z with a z + b == z*."""
@@ -109,8 +122,8 @@ class Calibration:
     def to_json(self) -> dict:
         out = asdict(self)
         out["delta"] = self.delta
-        out["cost_formula"] = ("cost = softplus_k(T - s*(a*z + b - z_star) - delta), softplus_k(u) = log(1+exp(k*u))/k, "
-                               "delta = -log(1-exp(-k*T))/k")
+        out["cost_formula"] = ("f = softplus_k(T - s*(a*z + b - z_star) - delta); cost = ceiling - softplus_k(ceiling - f); "
+                               "softplus_k(u) = log(1+exp(k*u))/k; delta = -log(1-exp(-k*T))/k")
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
     @classmethod
@@ -319,7 +332,7 @@ def calibration_graph(calibration: Calibration, logit: str, cost: str = "cost", 
     consts = {
         "a": calibration.a, "b": calibration.b, "z_star": calibration.z_star, "s": calibration.s,
         "t_minus_delta": calibration.T - calibration.delta, "minus_k": -calibration.k, "one": 1.0,
-        "inv_k": 1.0 / calibration.k,
+        "inv_k": 1.0 / calibration.k, "ceiling": calibration.ceiling,
     }
     inits = [numpy_helper.from_array(np.asarray(v, dtype=np.float64), p + name) for name, v in consts.items()]
     n = lambda op, ins, out: helper.make_node(op, ins, [p + out], name=p + out)  # noqa: E731
@@ -330,16 +343,31 @@ def calibration_graph(calibration: Calibration, logit: str, cost: str = "cost", 
         n("Sub", [p + "z_cal", p + "z_star"], "margin"),             # z' - z*
         n("Mul", [p + "margin", p + "s"], "scaled_margin"),          # s (z' - z*)
         n("Sub", [p + "t_minus_delta", p + "scaled_margin"], "u"),   # u = c - delta
-        n("Relu", [p + "u"], "u_pos"),
-        n("Abs", [p + "u"], "u_abs"),
-        n("Mul", [p + "u_abs", p + "minus_k"], "neg_k_abs"),
-        n("Exp", [p + "neg_k_abs"], "exp"),
-        n("Add", [p + "exp", p + "one"], "one_plus_exp"),
-        n("Log", [p + "one_plus_exp"], "log1p"),
-        n("Mul", [p + "log1p", p + "inv_k"], "tail"),
-        helper.make_node("Add", [p + "u_pos", p + "tail"], [cost], name=p + "cost"),  # softplus_k(u)
+        *_softplus_nodes(p, "u", "floor"),                          # f = softplus_k(u)
+        n("Sub", [p + "ceiling", p + "floor"], "headroom"),         # C - f
+        *_softplus_nodes(p, "headroom", "soft_headroom"),
+        helper.make_node("Sub", [p + "ceiling", p + "soft_headroom"], [cost], name=p + "cost"),  # C - softplus_k(C - f)
     ]
     return nodes, inits
+
+
+def _softplus_nodes(p: str, x: str, out: str) -> list:
+    """softplus_k(x) = max(x, 0) + log(1 + exp(-k|x|)) / k as nodes (no overflow for any x)."""
+    from onnx import helper
+
+    def n(op, ins, name):
+        return helper.make_node(op, ins, [p + name], name=p + name)
+
+    return [
+        n("Relu", [p + x], f"{out}/pos"),
+        n("Abs", [p + x], f"{out}/abs"),
+        n("Mul", [p + f"{out}/abs", p + "minus_k"], f"{out}/neg_k_abs"),
+        n("Exp", [p + f"{out}/neg_k_abs"], f"{out}/exp"),
+        n("Add", [p + f"{out}/exp", p + "one"], f"{out}/one_plus_exp"),
+        n("Log", [p + f"{out}/one_plus_exp"], f"{out}/log"),
+        n("Mul", [p + f"{out}/log", p + "inv_k"], f"{out}/tail"),
+        n("Add", [p + f"{out}/pos", p + f"{out}/tail"], out),
+    ]
 
 
 def fold_calibration(model, logit: str, calibration: Calibration, cost: str = "cost", batch_dim: str = "N"):

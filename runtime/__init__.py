@@ -42,3 +42,6 @@ __all__ += [
     "pair_features",
     "schema_hash",
 ]
+from .onnx_cost import OnnxCostFunction  # noqa: E402  (registers "onnx" and the model-kind shorthands)
+
+__all__ += ["OnnxCostFunction"]

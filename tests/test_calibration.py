@@ -106,15 +106,28 @@ def test_cost_equals_threshold_at_the_operating_point_and_is_monotone_and_non_ne
     assert cal.cost(z[[cal.operating["index"]]])[0] == pytest.approx(3.0, abs=1e-12)
     grid = np.linspace(-200, 200, 40001)
     cost = cal.cost(grid)
-    assert (cost > 0).all() and (np.diff(cost) < 0).all()
     c = cal.linear_cost(grid)
-    assert np.abs(cost - c)[c >= 3.0].max() < 4e-6
-    assert np.abs(cost - c)[c >= 2.0].max() < 1e-4
+    assert (cost >= 0).all() and (cost <= cal.ceiling).all()
+    inside = (cost > 1e-9) & (cost < cal.ceiling - 1e-9)  # costs resolve to ~1e-14 (ulp of C)
+    assert inside.sum() > 1000 and (np.diff(cost)[inside[1:] & inside[:-1]] < 0).all()
+    near = (c >= 3.0) & (c <= 50.0)
+    assert np.abs(cost - c)[near].max() < 4e-6
+    assert np.abs(cost - c)[(c >= 2.0) & (c <= 50.0)].max() < 1e-4
     # edge iff cost <= T is edge iff z' >= z*: the operating point's rates are reproduced exactly
     rates = threshold_rates(cal.cost(z), y, 3.0)
     assert rates["fpr"] == pytest.approx(cal.operating["fpr"])
     assert rates["tpr"] == pytest.approx(cal.operating["tpr"])
     assert rates["expected_false_edges"] == cal.operating["fp"]
+
+
+def test_the_ceiling_bounds_outliers_and_leaves_the_threshold_region_alone():
+    cal = Calibration(a=1.0, b=0.0, z_star=0.0, s=2.0)
+    z = np.array([-1e7, -1e3, -45.0, -2.0, 0.0, 0.5, 1e3])
+    cost = cal.cost(z)
+    assert cost[0] == cal.ceiling and cost[1] == cal.ceiling        # a float32 outlier logit saturates
+    assert cost[2] == pytest.approx(93.0 - cal.delta, abs=1e-12)  # c = 93: the ceiling bends it by ~1e-12
+    assert cost[3] == pytest.approx(7.0 - cal.delta, abs=1e-12) and cost[4] == pytest.approx(3.0, abs=1e-15)
+    assert cost[5] == pytest.approx(2.0, abs=1e-4) and cost[6] == 0.0
 
 
 def test_softplus_shift_is_exact():

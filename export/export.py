@@ -1,0 +1,284 @@
+"""The one export path for every model kind: trained run -> logit graph(s) -> calibration folded in ->
+validated artifact folder (graphs, manifest.json with checksums, calibration.png) -> installed.
+
+Everything is written into a temporary folder beside `out_dir` and renamed into place only after every
+check passed, so a failed export leaves nothing at `out_dir` and the previous artifact untouched.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from dataclasses import fields
+from typing import Any, Callable
+
+import numpy as np
+
+from runtime.files import atomic_write_text, sha256_bytes
+from runtime.onnx_cost import ARTIFACT_FORMAT, MANIFEST
+
+from .calibration import (DEFAULT_MAX_FPR, DEFAULT_MIN_PRECISION, MASTER_THRESH, REFERENCE_THRESH, Calibration,
+                          fit_calibration, fold_calibration)
+from .specs import COST, LOGIT, OPSET, export_spec
+from .validate import MIN_PARITY_PAIRS, Candidate, run_checks
+
+__all__ = ["ExportError", "export_artifact", "dataset_spec_of_run", "ARTIFACT_VERSION", "install_artifact"]
+
+ARTIFACT_VERSION = 1
+PLOT = "calibration.png"
+
+
+class ExportError(Exception):
+    """The export cannot run: a bad run folder, a model kind mismatch, missing data, an unusable --out."""
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise ExportError(f"{path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{path}: not valid JSON ({exc})") from None
+
+
+def dataset_spec_of_run(run_dir: str, data_dir: str | None = None):
+    """The `DatasetSpec` a run was trained on (its dataset.json) and the folder to load it from.
+
+    `data_dir` overrides the run's recorded pair cache folder; for runs on real RAW files it is the
+    folder holding RAW_{s}.json.
+    """
+    from training.pairs import DatasetSpec
+
+    described = _read_json(os.path.join(run_dir, "dataset.json"))
+    known = {f.name for f in fields(DatasetSpec)}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in described.items() if k in known}
+    folder = data_dir or described.get("data_dir") or "data"
+    if described.get("source") == "files":
+        kwargs["real_data_dir"] = data_dir or kwargs.get("real_data_dir") or folder
+    return DatasetSpec(**kwargs), folder, described
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    for name, module in (("onnx", "onnx"), ("onnxruntime", "onnxruntime"), ("torch", "torch"),
+                         ("scikit-learn", "sklearn"), ("skl2onnx", "skl2onnx"), ("onnxscript", "onnxscript")):
+        try:
+            out[name] = __import__(module).__version__
+        except ImportError:
+            out[name] = None
+    return out
+
+
+def install_artifact(staged: str, out_dir: str) -> None:
+    """Rename the staged folder to `out_dir`; a previous artifact there is replaced only at this point."""
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise ExportError(f"--out {out_dir} exists and is not a folder")
+    if not os.path.exists(out_dir):
+        os.rename(staged, out_dir)
+        return
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
+    old_artifact = os.path.join(old, "artifact")
+    os.rename(out_dir, old_artifact)
+    try:
+        os.rename(staged, out_dir)
+    except BaseException:
+        os.rename(old_artifact, out_dir)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _plot(path: str, calibration: Calibration, splits: dict) -> None:
+    """Cost histograms of positives and negatives against thresholds 3 and 4 (log y), and a reliability
+    diagram of the calibrated probability, for the calibration and test splits."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from training.metrics import expected_calibration_error
+
+    fig, axes = plt.subplots(1, len(splits) + 1, figsize=(5.2 * (len(splits) + 1), 4.2))
+    top = max(12.0, MASTER_THRESH * 3)
+    bins = np.linspace(0.0, top, 97)
+    for ax, (name, (costs, labels, prob)) in zip(axes, splits.items()):
+        shown = np.clip(costs, 0.0, top)
+        ax.hist(shown[labels == 0], bins=bins, color="tab:red", alpha=0.55, label=f"negatives ({(labels == 0).sum()})")
+        ax.hist(shown[labels == 1], bins=bins, color="tab:green", alpha=0.7, label=f"positives ({(labels == 1).sum()})")
+        for t, style in ((calibration.T, "-"), (MASTER_THRESH, "--")):
+            ax.axvline(t, color="k", linestyle=style, linewidth=1, label=f"threshold {t:g}")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"cost (clipped to {top:g})")
+        ax.set_ylabel("pairs")
+        ax.set_title(f"{name} split")
+        ax.legend(fontsize=8)
+    ax = axes[-1]
+    edges = np.linspace(0, 1, 11)
+    for (name, (_, labels, prob)), marker in zip(splits.items(), ("o", "s")):
+        which = np.clip(np.digitize(prob, edges[1:-1]), 0, 9)
+        xs, ys = [], []
+        for b in range(10):
+            sel = which == b
+            if sel.sum() >= 5:
+                xs.append(prob[sel].mean())
+                ys.append(labels[sel].mean())
+        ece = expected_calibration_error(labels, prob)
+        ax.plot(xs, ys, marker=marker, label=f"{name} (ECE {ece:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    ax.set_xlabel("calibrated P(same vehicle) = sigmoid(a z + b)")
+    ax.set_ylabel("observed frequency")
+    ax.set_title("reliability")
+    ax.legend(fontsize=8)
+    fig.suptitle(f"a={calibration.a:.3g} b={calibration.b:.3g} z*={calibration.z_star:.3g} s={calibration.s:.3g} "
+                 f"T={calibration.T:g} ({calibration.strategy} {calibration.target:g})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def export_artifact(kind: str, run_dir: str, out_dir: str, *, strategy: str = "fpr_ceiling",
+                    max_fpr: float = DEFAULT_MAX_FPR, min_precision: float = DEFAULT_MIN_PRECISION,
+                    data_dir: str | None = None, min_parity_pairs: int = MIN_PARITY_PAIRS,
+                    say: Callable[[str], None] | None = None) -> dict:
+    """Export the trained run `run_dir` of model `kind` to the artifact folder `out_dir`.
+
+    Parameters
+    ----------
+    kind : "lr", "mlp", "siamese", "tcn" or "transformer"; must match the run.
+    run_dir : a finished training run (model_config.json, dataset.json, weights).
+    out_dir : the artifact folder to create or replace.
+    strategy, max_fpr, min_precision : how the operating point z* is chosen on the calibration split.
+    data_dir : where the run's pairs are loaded from (default: the folder recorded in dataset.json).
+    min_parity_pairs : the fewest test-split pairs the parity check accepts.
+
+    Returns
+    -------
+    The manifest written to `out_dir/manifest.json`.
+
+    Raises
+    ------
+    ExportError, export.validate.ValidationError (a subclass per check), CalibrationFitError
+        Nothing is installed; a previous artifact at `out_dir` is left as it was.
+    """
+    from runtime.features import schema_hash
+    from training.train import load_trained
+
+    say = say or (lambda line: None)
+    spec = export_spec(kind)
+    if not os.path.isdir(run_dir):
+        raise ExportError(f"run folder {run_dir} does not exist")
+    if not os.path.exists(os.path.join(run_dir, "metrics.json")):
+        raise ExportError(f"{run_dir} is not a finished run (no metrics.json)")
+    try:
+        run_kind, model, metrics = load_trained(run_dir)
+    except FileNotFoundError as exc:
+        raise ExportError(f"{run_dir}: {exc}") from None
+    if run_kind != kind:
+        raise ExportError(f"{run_dir} holds a {run_kind!r} model, not {kind!r}")
+    data_spec, folder, described = dataset_spec_of_run(run_dir, data_dir)
+
+    from training.pairs import load_dataset
+
+    say(f"loading the calibration and test splits from {folder} ...")
+    splits = load_dataset(data_spec, folder, progress=False)
+    cal_pairs = splits["cal"].select(splits["cal"].trainable)
+    test_pairs = splits["test"]
+    say(f"  calibration: {len(cal_pairs)} pairs ({int(cal_pairs.label.sum())} positive); "
+        f"test: {len(test_pairs)} candidate pairs")
+
+    say("exporting the logit graph(s) ...")
+    graphs = spec.logit_graphs(model)
+    say("fitting the calibration on the calibration split ...")
+    cal_logits = spec.framework_logits(model, cal_pairs)
+    calibration = fit_calibration(cal_logits, cal_pairs.label, cal_pairs.bhat, strategy, max_fpr, min_precision)
+    say(f"  a={calibration.a:.4g} b={calibration.b:.4g} z*={calibration.z_star:.4g} s={calibration.s:.4g} "
+        f"(TPR {calibration.operating['tpr']:.3f} at FPR {calibration.operating['fpr']:.4f})")
+    graphs[spec.cost_role] = fold_calibration(graphs[spec.cost_role], LOGIT, calibration, COST)
+    signatures = spec.signatures(model)
+    blobs = {role: graphs[role].SerializeToString() for role in signatures}
+
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    staged = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.export-", dir=parent)
+    try:
+        for role, sig in signatures.items():
+            with open(os.path.join(staged, sig.file), "wb") as fh:
+                fh.write(blobs[role])
+        candidate = Candidate(spec, model, blobs, signatures, calibration, cal_pairs, test_pairs,
+                              artifact_dir=staged, min_parity_pairs=min_parity_pairs, time_win=data_spec.time_win)
+        say("validating ...")
+        results = run_checks(candidate, say, skip=("runtime_parity",))
+        test_trainable = test_pairs.label >= 0
+        _plot(os.path.join(staged, PLOT), calibration, {
+            "calibration": (candidate.graph_costs("cal"), cal_pairs.label, calibration.probability(cal_logits)),
+            "test": (candidate.graph_costs("test")[test_trainable], test_pairs.label[test_trainable],
+                     calibration.probability(spec.framework_logits(model, test_pairs.select(test_trainable)))),
+        })
+        manifest = {
+            "format": ARTIFACT_FORMAT,
+            "artifact_version": ARTIFACT_VERSION,
+            "model": kind,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "feature_schema": data_spec.schema,
+            "schema_hash": schema_hash(data_spec.schema, spec.runtime_inputs(model)["feature_names"]),
+            "inputs": spec.runtime_inputs(model),
+            "graphs": {role: sig.to_json() for role, sig in signatures.items()},
+            "external_data": [],
+            "opset": OPSET,
+            "calibration": calibration.to_json(),
+            "thresholds": {"stitch_thresh": REFERENCE_THRESH, "master_stitch_thresh": MASTER_THRESH},
+            "versions": _versions(),
+            "training": {"run": os.path.abspath(run_dir), "seed": metrics.get("seed"), "dataset": described,
+                         "model_config": metrics.get("model_config"), "train_config": metrics.get("train_config")},
+            "metrics": {
+                "test": {k: metrics.get("splits", {}).get("test", {}).get(k)
+                         for k in ("n", "pos_rate", "accuracy", "roc_auc", "average_precision", "log_loss", "ece")},
+                "cost": results["calibration_rates"],
+            },
+            "parity": results["parity"],
+            "validation": results,
+        }
+
+        def write_manifest() -> None:
+            manifest["files"] = {}
+            for name in sorted(os.listdir(staged)):
+                if name == MANIFEST:
+                    continue
+                with open(os.path.join(staged, name), "rb") as fh:
+                    data = fh.read()
+                manifest["files"][name] = {"sha256": sha256_bytes(data), "bytes": len(data)}
+            atomic_write_text(os.path.join(staged, MANIFEST), json.dumps(_jsonable(manifest), indent=2, allow_nan=False))
+
+        write_manifest()
+        results.update(run_checks(candidate, say, only=("runtime_parity",)))
+        manifest["validation"] = results
+        manifest["parity"]["runtime_max_abs_diff"] = results["runtime_parity"]["max_abs_diff"]
+        write_manifest()
+        install_artifact(staged, out_dir)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    say(f"wrote {out_dir}")
+    return manifest
+
+
+def _jsonable(obj: Any):
+    """Plain JSON values: numpy scalars and arrays converted, non-finite floats as null (JSON has no NaN)."""
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset, np.ndarray)):
+        return [_jsonable(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    return str(obj)
