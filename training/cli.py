@@ -143,7 +143,7 @@ def train_lr(out, feature_list, features_npz, holdout_scenario, C, **kw):
 @torch_options
 def train_mlp(**kw):
     """Train the MLP on the standardised v2 engineered features (class-weighted BCE, early stopping)."""
-    _torch_train("mlp", kw)
+    _torch_train("mlp", kw, default_max_neg=30.0)
 
 
 @click.command("train-siamese")

@@ -23,7 +23,7 @@ DEMO_TRAIN = {
     "tcn": {"epochs": 8},
     "transformer": {"epochs": 6},
 }
-DEMO_MAX_NEG = {"siamese": 6.0, "tcn": 6.0, "transformer": 6.0}
+DEMO_MAX_NEG = {"mlp": 30.0, "siamese": 6.0, "tcn": 6.0, "transformer": 6.0}
 
 
 def _say(line: str) -> None:

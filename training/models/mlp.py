@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-DEFAULT_TRAIN = {"epochs": 40, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-4, "patience": 8}
+DEFAULT_TRAIN = {"epochs": 30, "batch_size": 512, "lr": 2e-3, "weight_decay": 1e-4, "patience": 6}
 
 
 @dataclass
