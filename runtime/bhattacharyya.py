@@ -9,6 +9,7 @@ one vectorised pass.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,13 +18,14 @@ import numpy as np
 
 from .cache import FragmentCache
 from .cost import INVALID_COST, ConfigError, CostFunctionFactory, StitchCostFunction
-from .fragment import Fragment
+from .fragment import Fragment, fragment_key
 
 __all__ = [
     "BhattacharyyaCostFunction",
     "WINDOW_SAMPLES",
     "DEFAULT_CONE",
     "weighted_line_fit",
+    "junction_weights",
     "cone_parameters",
 ]
 
@@ -37,6 +39,22 @@ TIME_COST = 0.1
 MIN_WEIGHT = 1e-6
 # Below this magnitude (ft, s, ft/s) no product in the cost arithmetic can overflow.
 _TAME = 1e30
+
+
+@functools.lru_cache(maxsize=256)
+def junction_weights(m: int, at_end: bool) -> np.ndarray:
+    """The WLS weights of an m-sample window, linspace(1e-6, 1, m), heaviest at the junction.
+
+    Parameters
+    ----------
+    m : window length.
+    at_end : True for a tail window (heaviest last), False for a head window (heaviest first).
+
+    Returns a read-only array shared by all callers (the same few lengths recur for every fragment).
+    """
+    w = np.linspace(MIN_WEIGHT, 1.0, m) if at_end else np.linspace(1.0, MIN_WEIGHT, m)
+    w.flags.writeable = False
+    return w
 
 
 def weighted_line_fit(t: np.ndarray, z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
@@ -104,14 +122,13 @@ class _Window:
 
     `offset[j]` >= 0 is the time distance of sample j from the junction (head: t - t[0]; tail:
     t[-1] - t), so the cone time of a pair is tau = gap + offset; index 0 is the earliest sample.
-    `basis` (5, m) holds the rows [offset, 1, x, y, offset - offset[0]] that every pair's linear
-    quantities are combinations of (see `_distance`), `weights` (4m,) the factors of its terms,
-    including the 1/n of the cost. `padded_basis` (5, 25) and `padded_weights` (100,) are the
-    same padded to WINDOW_SAMPLES for the batch path: padded columns repeat sample 0 (so they stay
-    finite) and weigh 0.
+    `basis` (5, m) holds the rows [offset, 1, x, y, offset - offset[0]] that every pair's
+    per-sample quantities are linear combinations of (see `_coefficients`). `padded` (7, 25) is the
+    batch path's block: the basis padded to WINDOW_SAMPLES with copies of sample 0 (finite, and
+    masked out), row 5 the sample mask, row 6 starting with (offset[0], var y, m).
     """
 
-    __slots__ = ("m", "offset_first", "var_y", "basis", "weights", "padded_basis", "padded_weights")
+    __slots__ = ("m", "offset_first", "var_y", "basis", "padded")
 
     def __init__(self, offset: np.ndarray, z: np.ndarray):
         m = self.m = int(offset.shape[0])
@@ -123,16 +140,12 @@ class _Window:
         basis[2:4] = z
         basis[4] = offset - offset[0]
         self.basis = basis
-        # D = sum of 1/4 (mu - z)^2 / (a + b) + 1/2 log1p(...) over x and y; cost = D / n.
-        self.weights = np.repeat((0.25 / m, 0.5 / m), 2 * m)
-        padded = np.empty((5, WINDOW_SAMPLES))
-        padded[:, :m] = basis
-        padded[:, m:] = basis[:, :1]
-        self.padded_basis = padded
-        weights = np.zeros((4, WINDOW_SAMPLES))
-        weights[:2, :m] = 0.25 / m
-        weights[2:, :m] = 0.5 / m
-        self.padded_weights = weights.reshape(-1)
+        padded = np.zeros((1, 7, WINDOW_SAMPLES))
+        padded[0, :5, :m] = basis
+        padded[0, :5, m:] = basis[:, :1]
+        padded[0, 5, :m] = 1.0
+        padded[0, 6, :3] = self.offset_first, self.var_y, m
+        self.padded = padded
 
 
 class _Projection:
@@ -141,7 +154,7 @@ class _Projection:
     The predicted mean at cone time tau is `intercept + slope * tau` (slope along tau: +b forward,
     -b backward; 0 for x where the fit runs against the direction of travel), and the cone widens
     with `abs_slope` = |b|, always the unclamped fit. Attributes are (x, y) pairs of floats; `row`
-    holds them flat for the batch path: slope x, y, intercept x, y, |b| x, y.
+    holds them as a (1, 6) row for the batch path: slope x, y, intercept x, y, |b| x, y.
     """
 
     __slots__ = ("slope_x", "slope_y", "intercept_x", "intercept_y", "abs_x", "abs_y", "row", "magnitude")
@@ -158,9 +171,9 @@ class _Projection:
             intercept = intercept.copy()
             slope[0] = 0.0
             intercept[0] = z_mean[0]
-        self.row = np.concatenate((slope, intercept, np.abs(b)))
+        self.row = np.concatenate((slope, intercept, np.abs(b)))[None, :]
         self.slope_x, self.slope_y, self.intercept_x, self.intercept_y, self.abs_x, self.abs_y = \
-            self.row.tolist()
+            self.row[0].tolist()
         self.magnitude = float(np.abs(self.row).max())
 
 
@@ -184,9 +197,9 @@ class _Summary:
         self.tail = _Window(-t_tail, z_tail)
         self.head = _Window(t_head, z_head)
         # Forward: this fragment is the earlier one, its tail predicts ahead, heaviest at its end.
-        self.forward = _Projection(t_tail, z_tail, np.linspace(MIN_WEIGHT, 1.0, m), fragment.direction, True)
+        self.forward = _Projection(t_tail, z_tail, junction_weights(m, True), fragment.direction, True)
         # Backward: this fragment is the later one, its head predicts back, heaviest at its start.
-        self.backward = _Projection(t_head, z_head, np.linspace(1.0, MIN_WEIGHT, m), fragment.direction, False)
+        self.backward = _Projection(t_head, z_head, junction_weights(m, False), fragment.direction, False)
         # Values this small cannot overflow in the cost arithmetic, which then runs without the
         # cost of numpy's error-state switching; anything larger takes the guarded path.
         self.tame = max(float(np.abs(z_tail).max()), float(np.abs(z_head).max()), float(-t_tail[0]),
@@ -223,34 +236,46 @@ def _coefficients(growth_x, growth_y, slope_x, slope_y, intercept_x, intercept_y
     )
 
 
-def _distance(coefficients: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Per-sample terms of the closed-form Bhattacharyya distance (REFERENCE.md §2.2).
+def _distance(coefficients: np.ndarray, basis: np.ndarray, mask: np.ndarray | None = None):
+    """Closed-form Bhattacharyya distance of each pair (REFERENCE.md §2.2), summed over its samples.
 
     For each sample and dimension: predicted N(mu, sigma^2) with the cone sigma = width + growth *
     tau, against measured N(z, scale^2). With a = sigma^2, b = scale^2 the distance adds
-    (mu - z)^2 / (4 (a + b)) + 1/2 log((a + b) / (2 sqrt(ab))), and the log is computed as
-    log1p((sigma - scale)^2 / (2 sigma scale)): every term is >= 0 and accurate when a is close to
-    b, and nothing under- or overflows the way the reference's dense determinants do.
+    (mu - z)^2 / (4 (a + b)) + 1/2 log((a + b) / (2 sqrt(ab))), where the log's argument is
+    1 + (sigma - scale)^2 / (2 sigma scale) >= 1: every term is >= 0, accurate when a is close to b,
+    and nothing under- or overflows the way the reference's dense determinants do. The logs of a
+    pair are taken as one log of their product (at most 50 factors >= 1), one call instead of 50.
 
     Parameters
     ----------
     coefficients : (..., 6, 5) from `_coefficients`.
     basis : (..., 5, m) window basis rows.
+    mask : (..., 1, m) 1 for real samples, 0 for padding; None when there is no padding.
 
     Returns
     -------
-    (..., 4, m) terms: rows 0-1 (mu - z)^2 / (a + b) for x, y; rows 2-3 the log1p terms. The
-    distance over n samples is their dot product with the window's weights.
+    (..., ) distances D.
     """
-    # Every quantity is linear in the basis: one small matrix product gives them all.
+    # Every per-sample quantity is linear in the basis: one small matrix product gives them all.
     rows = coefficients @ basis
-    terms = rows[..., :4, :] * rows[..., :4, :]
-    total = terms[..., 2:, :] + rows[..., 4:, :]        # (sigma - scale)^2 + 2 sigma scale = a + b
-    terms[..., :2, :] /= total
-    spread = terms[..., 2:, :]
-    spread /= rows[..., 4:, :]
-    np.log1p(spread, out=spread)
-    return terms
+    squares = rows[..., :4, :] * rows[..., :4, :]
+    # (sigma - scale)^2 + 2 sigma scale = a + b
+    quad = squares[..., :2, :] / (squares[..., 2:, :] + rows[..., 4:, :])
+    spread = squares[..., 2:, :] / rows[..., 4:, :]
+    if mask is not None:
+        quad *= mask
+        spread *= mask
+    spread += 1.0
+    product = spread.prod(axis=(-2, -1))
+    quad_sum = quad.sum(axis=(-2, -1))
+    if np.ndim(product):
+        logs = np.log(product)
+        overflow = ~np.isfinite(logs)
+        if overflow.any():  # absurd inputs only; keep the exact value where it is finite
+            logs[overflow] = np.log(spread[overflow]).sum(axis=(-2, -1))
+    else:
+        logs = math.log(product) if product < math.inf else float(np.log(spread).sum())
+    return 0.25 * quad_sum + 0.5 * logs
 
 
 def _raw_gap(track1: Mapping[str, Any], track2: Mapping[str, Any]) -> float | None:
@@ -335,11 +360,11 @@ class BhattacharyyaCostFunction(StitchCostFunction):
             mx * fit.abs_x, my * fit.abs_y, fit.slope_x, fit.slope_y, fit.intercept_x, fit.intercept_y,
             gap, window.offset_first, window.var_y, cx, cy, math.sqrt, max)).reshape(6, 5)
         if a.tame and b.tame and gap < _TAME and max(cx, mx, cy, my) < _TAME:
-            terms = _distance(coefficients, window.basis)
+            distance = _distance(coefficients, window.basis)
         else:
             with np.errstate(all="ignore"):
-                terms = _distance(coefficients, window.basis)
-        cost = float(terms.reshape(-1) @ window.weights) + TIME_COST * gap
+                distance = _distance(coefficients, window.basis)
+        cost = float(distance) / window.m + TIME_COST * gap
         return cost if math.isfinite(cost) else INVALID_COST
 
     def compute_costs(self, tracks1: Sequence[Mapping[str, Any]], track2: Mapping[str, Any],
@@ -360,53 +385,61 @@ class BhattacharyyaCostFunction(StitchCostFunction):
         out = np.full(k, INVALID_COST)
         if k == 0:
             return out
-        gaps = np.empty(k)
-        for i, track1 in enumerate(tracks1):
-            gap = _raw_gap(track1, track2)
-            if gap is None:
-                # Documents that cannot be read cheaply: validate them (which names the problem).
-                gap = self._cache.get(track2).t_first - self._cache.get(track1).t_last
-            gaps[i] = gap
+        # The cache keys carry each candidate's last timestamp: one read serves the gate and the lookup.
+        keys = [fragment_key(doc) for doc in tracks1]
+        try:
+            start = float(track2["timestamp"][0])
+            ends = np.array([key[2] for key in keys], dtype=np.float64)
+        except (KeyError, IndexError, TypeError, ValueError):
+            # Something unreadable (an empty timestamp array): validation names the document and field.
+            self._cache.get(track2)
+            self._cache.get_many(tracks1, keys)
+            raise
+        gaps = start - ends
         live = np.flatnonzero((gaps >= 0.0) & (gaps <= TIME_WIN))
         if live.size == 0:
             return out
         b = self._cache.get(track2)
-        summaries = [self._cache.get(tracks1[i]) for i in live]
+        summaries = self._cache.get_many([tracks1[i] for i in live], [keys[i] for i in live])
         cx, mx, cy, my = cone_parameters(param)
-        forward = np.fromiter((s.n >= b.n for s in summaries), dtype=bool, count=len(summaries))
+        forward_rows, forward_fits, backward_rows, tails = [], [], [], []
+        for i, s in zip(live.tolist(), summaries):
+            if s.n >= b.n:
+                forward_rows.append(i)
+                forward_fits.append(s.forward.row)
+            else:
+                backward_rows.append(i)
+                tails.append(s.tail.padded)
         with np.errstate(all="ignore"):
-            if forward.any():
+            if forward_rows:
                 # The new fragment's head is measured against each candidate's forward projection.
-                rows = live[forward]
-                gap = gaps[rows]
+                gap = gaps[forward_rows]
                 head = b.head
-                fits = np.stack([s.forward.row for s, f in zip(summaries, forward) if f], axis=1)
+                fits = np.concatenate(forward_fits).T
                 coefficients = _coefficient_stack(_coefficients(
                     mx * fits[4], my * fits[5], fits[0], fits[1], fits[2], fits[3],
-                    gap, head.offset_first, head.var_y, cx, cy, math.sqrt, max), rows.size)
-                terms = _distance(coefficients, head.basis)
-                out[rows] = terms.reshape(rows.size, -1) @ head.weights + TIME_COST * gap
-            if not forward.all():
+                    gap, head.offset_first, head.var_y, cx, cy, math.sqrt, max), gap.size)
+                out[forward_rows] = _distance(coefficients, head.basis) / head.m + TIME_COST * gap
+            if tails:
                 # Each candidate's tail is measured against the new fragment's backward projection.
-                rows = live[~forward]
-                gap = gaps[rows]
+                gap = gaps[backward_rows]
                 fit = b.backward
-                tails = [s.tail for s, f in zip(summaries, forward) if not f]
-                first = np.fromiter((w.offset_first for w in tails), dtype=np.float64, count=rows.size)
-                var_y = np.fromiter((w.var_y for w in tails), dtype=np.float64, count=rows.size)
+                windows = np.concatenate(tails)
+                first, var_y, m = windows[:, 6, :3].T
                 coefficients = _coefficient_stack(_coefficients(
                     mx * fit.abs_x, my * fit.abs_y, fit.slope_x, fit.slope_y, fit.intercept_x, fit.intercept_y,
-                    gap, first, var_y, cx, cy, np.sqrt, np.maximum), rows.size)
-                terms = _distance(coefficients, np.stack([w.padded_basis for w in tails]))
-                weights = np.stack([w.padded_weights for w in tails])
-                out[rows] = np.einsum("ij,ij->i", terms.reshape(rows.size, -1), weights) + TIME_COST * gap
+                    gap, first, var_y, cx, cy, np.sqrt, np.maximum), gap.size)
+                distance = _distance(coefficients, windows[:, :5], windows[:, 5:6])
+                out[backward_rows] = distance / m + TIME_COST * gap
         out[~np.isfinite(out)] = INVALID_COST
         return out
 
 
 def _coefficient_stack(entries: tuple, count: int) -> np.ndarray:
     """(count, 6, 5) coefficient matrices from `_coefficients` entries that are floats or (count,) arrays."""
+    arrays = [i for i, value in enumerate(entries) if isinstance(value, np.ndarray)]
     out = np.empty((30, count))
-    for i, value in enumerate(entries):
-        out[i] = value
+    out[:] = np.array([0.0 if i in arrays else value for i, value in enumerate(entries)])[:, None]
+    for i in arrays:
+        out[i] = entries[i]
     return out.T.reshape(count, 6, 5)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Hashable, Mapping
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 from .fragment import fragment_key
 
@@ -51,6 +51,37 @@ class FragmentCache:
             if len(data) > self._maxsize:
                 data.popitem(last=False)
         return entry
+
+    def get_many(self, docs: Sequence[Mapping[str, Any]], keys: Sequence[Hashable] | None = None) -> list:
+        """`[get(doc) for doc in docs]` with one lock round-trip: the batch scorers' access pattern.
+
+        `keys`, when given, are the documents' `fragment_key`s, already computed by the caller
+        (e.g. to read the last timestamps for the time-window gate).
+        """
+        if keys is None:
+            keys = [fragment_key(doc) for doc in docs]
+        data = self._data
+        out: list = [None] * len(keys)
+        missing = []
+        with self._lock:
+            for i, key in enumerate(keys):
+                entry = data.get(key)
+                if entry is None:
+                    missing.append(i)
+                else:
+                    data.move_to_end(key)
+                    out[i] = entry
+            self.hits += len(keys) - len(missing)
+        for i in missing:
+            out[i] = self._build(docs[i])
+        if missing:
+            with self._lock:
+                self.misses += len(missing)
+                for i in missing:
+                    data[keys[i]] = out[i]
+                while len(data) > self._maxsize:
+                    data.popitem(last=False)
+        return out
 
     def clear(self) -> None:
         with self._lock:

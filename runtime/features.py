@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .bhattacharyya import MIN_WEIGHT, WINDOW_SAMPLES, weighted_line_fit
+from .bhattacharyya import WINDOW_SAMPLES, junction_weights, weighted_line_fit
 from .cache import FragmentCache
 from .fragment import Fragment
 
@@ -153,7 +153,7 @@ class FragmentFeatures:
         projection error of any line is attained at one of them.
     has_vact, vact_x, vact_y : mean finite-difference velocity at the start (as B).
     curvature_mean, curvature_std : curvature statistics of the whole fragment.
-    a_row : (len(_A_FIELDS),) array of the A-role quantities, for the batch path.
+    a_row : (1, len(_A_FIELDS)) array of the A-role quantities, for the batch path.
     """
 
     __slots__ = _A_FIELDS + (
@@ -167,6 +167,26 @@ class FragmentFeatures:
         return f"FragmentFeatures(schema={self.schema!r}, id={self.id!r}, n={self.n})"
 
 
+def _gradient(z: np.ndarray, spacing: np.ndarray | None) -> np.ndarray:
+    """`np.gradient` of each row of z (d, n >= 2) in one pass: second-order central differences
+    inside (the spacing-weighted mean of the neighbouring slopes), one-sided at the ends.
+
+    spacing : (n - 1,) steps of the coordinate (time), or None for unit steps (index derivatives).
+    """
+    step = z[:, 1:] - z[:, :-1]
+    slope = step if spacing is None else step / spacing
+    out = np.empty_like(z)
+    out[:, 0] = slope[:, 0]
+    out[:, -1] = slope[:, -1]
+    if z.shape[1] > 2:
+        if spacing is None:
+            out[:, 1:-1] = (slope[:, :-1] + slope[:, 1:]) * 0.5
+        else:
+            left, right = spacing[:-1], spacing[1:]
+            out[:, 1:-1] = (right * slope[:, :-1] + left * slope[:, 1:]) / (left + right)
+    return out
+
+
 def _curvature(fragment: Fragment, v2: bool) -> tuple[float, float]:
     """(mean, std) of the curvature of the whole fragment; (0, 0) below 3 samples (REFERENCE.md §1.4).
 
@@ -176,16 +196,16 @@ def _curvature(fragment: Fragment, v2: bool) -> tuple[float, float]:
     """
     if fragment.n < 3:
         return 0.0, 0.0
+    spacing = np.diff(fragment.t) if v2 else None
+    first = _gradient(np.stack((fragment.x, fragment.y)), spacing)
+    second = _gradient(first, spacing)
+    cross = np.abs(first[0] * second[1] - first[1] * second[0])
+    speed2 = first[0] * first[0] + first[1] * first[1]
     if v2:
-        t = fragment.t - fragment.t[0]
-        dx, dy = np.gradient(fragment.x, t), np.gradient(fragment.y, t)
-        ddx, ddy = np.gradient(dx, t), np.gradient(dy, t)
-        speed2 = np.maximum(dx * dx + dy * dy, CURVATURE_SPEED_FLOOR ** 2)
-        kappa = np.abs(dx * ddy - dy * ddx) / (speed2 * np.sqrt(speed2))
+        np.maximum(speed2, CURVATURE_SPEED_FLOOR ** 2, out=speed2)
+        kappa = cross / (speed2 * np.sqrt(speed2))
     else:
-        dx, dy = np.gradient(fragment.x), np.gradient(fragment.y)
-        ddx, ddy = np.gradient(dx), np.gradient(dy)
-        kappa = np.abs(dx * ddy - dy * ddx) / ((dx * dx + dy * dy) ** 1.5 + EPS)
+        kappa = cross / (speed2 * np.sqrt(speed2) + EPS)
     return float(kappa.mean()), float(kappa.std())
 
 
@@ -239,8 +259,8 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
     speed = fragment.velocity
     if speed is None and v2:
         # FEATURES.md: a missing or mismatched speed field is replaced by |dx/dt| from the
-        # fragment's own positions (the definition `windows` uses for the encoder channel).
-        speed = np.abs(np.gradient(x, t)) if n > 1 else np.zeros(1)
+        # fragment's own positions, |np.gradient(x, t)| (the definition `windows` uses too).
+        speed = np.abs(_gradient(x[None, :], np.diff(t))[0]) if n > 1 else np.zeros(1)
     s.has_velocity = 0.0 if speed is None else 1.0
     if speed is None:
         s.vel_mean = s.vel_first = s.vel_last = 0.0
@@ -268,7 +288,7 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
     # As A: true WLS through the tail, heaviest at the end, times relative to the last sample.
     t_tail = t[n - m_tail:] - t[-1]
     slope, t_mean, z_mean = weighted_line_fit(t_tail, np.stack((x[n - m_tail:], y[n - m_tail:])),
-                                              np.linspace(MIN_WEIGHT, 1.0, m_tail))
+                                              junction_weights(m_tail, True))
     s.tail_single = 1.0 if m_tail == 1 else 0.0
     s.slope_x, s.slope_y = float(slope[0]), float(slope[1])
     s.tail_x, s.tail_y = float(z_mean[0]), float(z_mean[1])
@@ -304,7 +324,7 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
     if v2:
         s.vact_x *= s.direction
     s.curvature_mean, s.curvature_std = _curvature(fragment, v2)
-    s.a_row = np.array([getattr(s, f) for f in _A_FIELDS], dtype=np.float64)
+    s.a_row = np.array([[getattr(s, f) for f in _A_FIELDS]], dtype=np.float64)
     return s
 
 
@@ -543,7 +563,7 @@ class FeatureExtractor:
             return out
         for sa in list_sa:
             self._check(sa)
-        columns = _Columns(np.stack([sa.a_row for sa in list_sa]))
+        columns = _Columns(np.concatenate([sa.a_row for sa in list_sa]))
         with np.errstate(all="ignore"):
             values = _pair_values(columns, sb, _ArrayOps, self._v2)
         for j, i in enumerate(self._index):
@@ -559,8 +579,7 @@ class FeatureExtractor:
 
     def batch(self, docs_a: Sequence[Mapping[str, Any]], doc_b: Mapping[str, Any]) -> np.ndarray:
         """Features of K earlier fragments against one later fragment: (K, len(names)) float64."""
-        get = self._cache.get
-        return self.batch_from_summaries([get(doc) for doc in docs_a], get(doc_b))
+        return self.batch_from_summaries(self._cache.get_many(docs_a), self._cache.get(doc_b))
 
 
 def pair_features(doc_a: Mapping[str, Any], doc_b: Mapping[str, Any], schema: str = DEFAULT_SCHEMA,

@@ -232,3 +232,8 @@ def test_cache_new_entry_when_a_fragment_grows_and_lru_bound():
         cost_fn.compute_cost(_doc(f"c{i}", t, x, 12.0), b, 15, None)
     assert len(cost_fn.cache) == 3
     assert cost_fn.compute_costs([], b, 15, None).shape == (0,)
+    # A batch larger than the cache: every candidate is scored, the cache stays bounded.
+    many = [_doc(f"d{i}", t[: 10 + i], x[: 10 + i], 12.0) for i in range(6)]
+    batch = cost_fn.compute_costs(many, b, 15, None)
+    assert len(cost_fn.cache) == 3
+    np.testing.assert_allclose(batch, [_reference_cost(a, b, 15) for a in many], rtol=1e-9)
