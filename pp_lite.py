@@ -253,7 +253,7 @@ def run(scenario_or_raw_docs: str | Sequence[Mapping[str, Any]], params: Mapping
         offline_total += offline_obj
         stats_by_dir[dname] = dict(stats.as_dict(), fragments=len(lane), trajectories=len(paths),
                                    online_objective=online_obj, offline_objective=offline_obj)
-        for key in ("cost_pairs", "cost_batches", "cost_seconds", "edges", "long_fragments"):
+        for key in ("cost_pairs", "cost_batches", "cost_seconds", "edges", "long_fragments", "timed_out"):
             setattr(totals, key, getattr(totals, key) + getattr(stats, key))
     t_end = time.perf_counter()
 
@@ -282,6 +282,7 @@ def run(scenario_or_raw_docs: str | Sequence[Mapping[str, Any]], params: Mapping
         "cost_pairs_per_second": totals.cost_pairs / totals.cost_seconds if totals.cost_seconds > 0 else None,
         "edges": totals.edges,
         "long_fragments": totals.long_fragments,
+        "timed_out_paths": totals.timed_out,
         "online_objective": online_total,
         "offline_objective": offline_total,
         "objective_gap_pct": _gap_pct(online_total, offline_total),

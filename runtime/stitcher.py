@@ -7,9 +7,11 @@ at most `stitch_thresh`, maximising the total margin `weight_gain * (stitch_thre
 The online stitcher takes fragments in `last_timestamp` order, scores each new fragment against all
 eligible older ones with one batch `compute_costs` call, and updates the optimum with the best
 alternating path from the new fragment (Wang et al. 2023, "Online Min Cost Circulation for
-Multi-Object Tracking on Fragments"). Two corrections to the reference: a fragment stays eligible
-as a predecessor until no fragment that starts within TIME_WIN of its end can still arrive, and a
-path is emitted only once nothing can change it, so the online result equals the offline optimum.
+Multi-Object Tracking on Fragments"). Corrections to the reference: the best path is found exactly
+(label correcting, not only steps that each gain); a fragment stays eligible as a predecessor
+until no fragment that starts within TIME_WIN of its end can still arrive; and a path is emitted
+only once nothing can change it (or after `path_timeout`, which bounds memory on endless streams),
+so the online result equals the offline optimum.
 """
 from __future__ import annotations
 
@@ -53,6 +55,9 @@ class StitchConfig:
     time_win : TIME_WIN in seconds for gating and for the cost (local: `time_win`, master: `master_time_win`).
     weight_gain : edge weight = weight_gain * (stitch_thresh - cost).
     max_fragment_duration : the longest fragment (s) whose links the online window guarantees to see.
+    path_timeout : seconds after its newest fragment ended that a trajectory is emitted even if a
+        (long, rare) alternating path could still revise it; bounds memory in endless dense traffic.
+        None means 2 * (time_win + max_fragment_duration).
     legacy_window : reproduce the reference's eligibility rule (a fragment leaves the window once a
         newly arrived fragment starts more than TIME_WIN after its end); for comparison only.
     cost_param : the `param` mapping handed to the cost function (`stitcher_args` with the effective
@@ -64,6 +69,7 @@ class StitchConfig:
     time_win: float
     weight_gain: float = 1.0
     max_fragment_duration: float = 60.0
+    path_timeout: float = 150.0
     legacy_window: bool = False
     cost_param: Mapping[str, Any] = field(default_factory=dict)
 
@@ -103,11 +109,20 @@ class StitchConfig:
         max_dur = _number(args, "max_fragment_duration", "stitcher_args", default=60.0)
         if max_dur < 0:
             raise ConfigError(f"stitcher_args.max_fragment_duration must be >= 0, got {max_dur}")
+        timeout = args.get("path_timeout")
+        if timeout is None:
+            timeout = 2.0 * (time_win + max_dur)
+        else:
+            timeout = _number(args, "path_timeout", "stitcher_args")
+            if timeout < time_win + max_dur:
+                raise ConfigError(f"stitcher_args.path_timeout must be >= time_win + max_fragment_duration "
+                                  f"({time_win + max_dur:g} s), got {timeout}")
         cost_param = dict(args)
         # The cost sees the thresholds and window that are really in force (reference bug B6).
         cost_param["stitch_thresh"] = stitch_thresh
         cost_param["time_win"] = time_win
-        return cls(mode, stitch_thresh, time_win, weight_gain, max_dur, bool(legacy_window), cost_param)
+        return cls(mode, stitch_thresh, time_win, weight_gain, max_dur, float(timeout), bool(legacy_window),
+                   cost_param)
 
     def margin(self, cost: float) -> float:
         return self.weight_gain * (self.stitch_thresh - cost)
@@ -116,7 +131,7 @@ class StitchConfig:
         return {
             "mode": self.mode, "stitch_thresh": self.stitch_thresh, "time_win": self.time_win,
             "weight_gain": self.weight_gain, "max_fragment_duration": self.max_fragment_duration,
-            "legacy_window": self.legacy_window,
+            "path_timeout": self.path_timeout, "legacy_window": self.legacy_window,
         }
 
 
@@ -152,6 +167,7 @@ class StitchStats:
     objective: float = 0.0
     long_fragments: int = 0      # fragments longer than max_fragment_duration (links may be missed)
     max_live: int = 0            # most fragments held at once (online)
+    timed_out: int = 0           # trajectories emitted by path_timeout while still revisable (online)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -160,7 +176,7 @@ class StitchStats:
 class _Node:
     """One fragment in the online graph. `out` holds candidate predecessors, `inn` candidate successors."""
 
-    __slots__ = ("serial", "frag", "doc", "t0", "t1", "out", "inn", "pred", "succ", "eligible", "root")
+    __slots__ = ("serial", "frag", "doc", "t0", "t1", "out", "inn", "pred", "succ")
 
     def __init__(self, serial: int, frag: Fragment, doc: Mapping[str, Any]):
         self.serial = serial
@@ -172,22 +188,12 @@ class _Node:
         self.inn: dict[_Node, float] = {}
         self.pred: _Node | None = None
         self.succ: _Node | None = None
-        self.eligible = True
-        self.root: _Node = self  # union-find parent (components of the edge graph)
 
     def __hash__(self) -> int:
         return self.serial
 
     def __repr__(self) -> str:
         return f"_Node({self.frag.id!r})"
-
-
-class _Component:
-    __slots__ = ("members", "eligible")
-
-    def __init__(self, node: _Node):
-        self.members = [node]
-        self.eligible = 1
 
 
 class OnlineStitcher:
@@ -197,23 +203,38 @@ class OnlineStitcher:
     that became final. `flush` returns the rest at the end of the stream. A trajectory is a list of
     `(Fragment, document)` pairs in time order.
 
+    When is a trajectory final? A future fragment gets edges only to *eligible* fragments (the
+    window), and its augmenting path can only continue from an eligible fragment `g` to `g`'s
+    successor, from there to that fragment's candidate predecessors, and so on. Fragments outside
+    this alternating closure of the window can never change again (the closure only shrinks as the
+    window does), so a chain made only of them is emitted and dropped from memory, and the online
+    result stays equal to the offline optimum. In dense traffic the closure can reach far back, so
+    a chain whose newest fragment ended `path_timeout` seconds ago is emitted anyway ("timed out",
+    counted in `stats.timed_out`); from then on it is fixed, which can only cost optimality through
+    an alternating path longer than the timeout.
+
     Parameters
     ----------
     cost_fn : the stitch cost; called once per new fragment via `compute_costs`.
     config : the effective thresholds and window (`StitchConfig.from_parameters`).
     on_cost_batch : optional callback `(n_pairs, seconds)` after each batch call.
+    sweep_every : look for final trajectories after this many arrivals that retired a fragment from
+        the window (a bounded delay; it only spares the closure walk on every arrival).
     """
 
     def __init__(self, cost_fn: StitchCostFunction, config: StitchConfig,
-                 on_cost_batch: Callable[[int, float], None] | None = None):
+                 on_cost_batch: Callable[[int, float], None] | None = None, sweep_every: int = 16):
+        if sweep_every < 1:
+            raise ValueError(f"sweep_every must be >= 1, got {sweep_every}")
         self.cost_fn = cost_fn
         self.config = config
         self.stats = StitchStats()
         self.edges: list[StitchEdge] = []
         self._on_cost_batch = on_cost_batch
+        self._sweep_every = sweep_every
         self._window: deque[_Node] = deque()   # eligible predecessors, in arrival (last_timestamp) order
-        self._components: dict[_Node, _Component] = {}
-        self._live = 0
+        self._live: dict[_Node, None] = {}     # every fragment held, in arrival order
+        self._retired_since_sweep = 0
         self._serial = 0
         self._last_t1 = -math.inf
         self._ids: set[str] = set()
@@ -233,7 +254,6 @@ class OnlineStitcher:
         if fragment.duration > cfg.max_fragment_duration:
             self.stats.long_fragments += 1
 
-        emitted: list[_Component] = []
         node = _Node(self._serial, fragment, doc)
         self._serial += 1
         if not cfg.legacy_window:
@@ -241,15 +261,13 @@ class OnlineStitcher:
             # within TIME_WIN of these fragments' ends: they can get no new successor edge.
             horizon = node.t1 - (cfg.time_win + cfg.max_fragment_duration)
             while self._window and self._window[0].t1 < horizon:
-                self._retire(self._window.popleft(), emitted)
+                self._window.popleft()
+                self._retired_since_sweep += 1
 
         candidates = self._candidates(node)
         if candidates:
             self._score(node, candidates)
-        self._components[node] = _Component(node)
-        self._live += 1
-        for pred, weight in node.out.items():
-            self._union(node, pred)
+        self._live[node] = None
         if node.out:
             self._augment(node)
         self._window.append(node)
@@ -257,16 +275,63 @@ class OnlineStitcher:
             # Reference rule: drop whatever ended more than TIME_WIN before this fragment's start.
             cutoff = node.t0 - cfg.time_win
             while self._window and self._window[0].t1 < cutoff:
-                self._retire(self._window.popleft(), emitted)
-        self.stats.max_live = max(self.stats.max_live, self._live)
-        return self._emit(emitted)
+                self._window.popleft()
+                self._retired_since_sweep += 1
+        self.stats.max_live = max(self.stats.max_live, len(self._live))
+        if self._retired_since_sweep >= self._sweep_every:
+            return self._sweep()
+        return []
 
     def flush(self) -> list[list[tuple[Fragment, Mapping[str, Any]]]]:
         """End of stream: every remaining trajectory."""
-        emitted: list[_Component] = []
-        while self._window:
-            self._retire(self._window.popleft(), emitted)
-        return self._emit(emitted)
+        self._window.clear()
+        return self._sweep()
+
+    @property
+    def live(self) -> int:
+        """Fragments currently held (not yet emitted)."""
+        return len(self._live)
+
+    # ----------------------------------------------------------- finality
+    def _sweep(self) -> list[list[tuple[Fragment, Mapping[str, Any]]]]:
+        """Emit every chain whose fragments lie outside the alternating closure of the window, and every
+        chain whose newest fragment ended more than `path_timeout` before the latest arrival."""
+        self._retired_since_sweep = 0
+        as_pred: set[_Node] = set(self._window)   # may still gain or change a successor
+        as_succ: set[_Node] = set()               # may still lose or change a predecessor
+        stack = list(self._window)
+        while stack:
+            g = stack.pop()
+            v = g.succ
+            if v is None or v in as_succ:
+                continue
+            as_succ.add(v)
+            for u in v.out:
+                if u not in as_pred:
+                    as_pred.add(u)
+                    stack.append(u)
+        paths = []
+        expired = self._last_t1 - self.config.path_timeout
+        for node in list(self._live):
+            if node.pred is not None or node not in self._live:
+                continue
+            chain = [node]
+            while chain[-1].succ is not None:
+                chain.append(chain[-1].succ)
+            if any(n in as_pred or n in as_succ for n in chain):
+                if chain[-1].t1 >= expired:
+                    continue
+                self.stats.timed_out += 1
+            paths.append([(n.frag, n.doc) for n in chain])
+            for n in chain:
+                del self._live[n]
+                for x in n.inn:  # nothing live can reach n again; drop the references
+                    x.out.pop(n, None)
+                for g in n.out:
+                    g.inn.pop(n, None)
+                n.out = {}
+                n.inn = {}
+        return paths
 
     # ------------------------------------------------------------- scoring
     def _candidates(self, node: _Node) -> list[_Node]:
@@ -360,56 +425,6 @@ class OnlineStitcher:
             g.succ = x
         self.stats.objective += best_gain
         self.stats.augmentations += 1
-
-    # ---------------------------------------------------- components
-    def _find(self, node: _Node) -> _Node:
-        root = node
-        while root.root is not root:
-            root = root.root
-        while node.root is not root:  # path halving keeps finds short
-            node.root, node = root, node.root
-        return root
-
-    def _union(self, a: _Node, b: _Node) -> None:
-        ra, rb = self._find(a), self._find(b)
-        if ra is rb:
-            return
-        ca, cb = self._components[ra], self._components[rb]
-        if len(ca.members) < len(cb.members):
-            ra, rb, ca, cb = rb, ra, cb, ca
-        rb.root = ra
-        ca.members.extend(cb.members)
-        ca.eligible += cb.eligible
-        del self._components[rb]
-
-    def _retire(self, node: _Node, emitted: list[_Component]) -> None:
-        """`node` can get no new successor edge; its component is final once all members are retired."""
-        node.eligible = False
-        root = self._find(node)
-        comp = self._components[root]
-        comp.eligible -= 1
-        if comp.eligible == 0:
-            del self._components[root]
-            emitted.append(comp)
-
-    def _emit(self, comps: list[_Component]) -> list[list[tuple[Fragment, Mapping[str, Any]]]]:
-        paths = []
-        for comp in comps:
-            for node in comp.members:
-                if node.pred is not None:
-                    continue
-                path = []
-                cur: _Node | None = node
-                while cur is not None:
-                    path.append((cur.frag, cur.doc))
-                    cur = cur.succ
-                paths.append(path)
-            for node in comp.members:  # break references so the graph can be freed
-                node.out.clear()
-                node.inn.clear()
-                node.pred = node.succ = None
-            self._live -= len(comp.members)
-        return paths
 
 
 # --------------------------------------------------------------------------- offline

@@ -49,8 +49,8 @@ def frag(fid, t0, t1, direction=1):
     return Fragment.from_document(doc), doc
 
 
-def stitch_online(items, cost, cfg):
-    st = OnlineStitcher(cost, cfg)
+def stitch_online(items, cost, cfg, sweep_every=16):
+    st = OnlineStitcher(cost, cfg, sweep_every=sweep_every)
     paths, emitted_before_flush = [], 0
     for f, d in sorted(items, key=lambda it: it[0].last_timestamp):
         paths.extend(st.add(f, d))
@@ -111,7 +111,7 @@ def _random_instance(seed, n_max=22):
 @pytest.mark.parametrize("seed", range(60))
 def test_online_equals_offline_and_every_fragment_once(seed):
     items, table = _random_instance(seed)
-    paths, st, _ = stitch_online(items, TableCost(table), config())
+    paths, st, _ = stitch_online(items, TableCost(table), config(), sweep_every=1 + seed % 3)
     flat = [fid for p in paths for fid in p]
     assert sorted(flat) == sorted(f.id for f, _ in items)  # each exactly once
     off_paths, edges, off_stats = offline_stitch(items, TableCost(table), config())
@@ -179,7 +179,7 @@ def test_paths_are_emitted_once_final_not_only_at_flush():
     items = [frag("A", 0, 10), frag("B", 11, 20)]
     items += [frag("C", 200, 210), frag("D", 211, 220)]  # 200 s later: A, B can no longer change
     table = {("A", "B"): 1.0, ("C", "D"): 1.0}
-    st = OnlineStitcher(TableCost(table), config())
+    st = OnlineStitcher(TableCost(table), config(), sweep_every=1)
     out = []
     for f, d in items:
         out.append([[g.id for g, _ in p] for p in st.add(f, d)])
@@ -244,3 +244,51 @@ def test_offline_without_scipy_uses_numpy_fallback(monkeypatch):
     links, without = solve_assignment(edges)
     assert without == pytest.approx(with_scipy)
     assert len({e.pred for e in links}) == len(links) == len({e.succ for e in links})
+
+
+def test_long_connected_stream_is_emitted_as_it_goes():
+    # Dense traffic: false edges (cost 2-3) between neighbouring vehicles besides the true ones
+    # (0.2-1) make the edge graph one connected piece, so exact finality reaches back to the start.
+    # path_timeout emits finished vehicles anyway and keeps memory bounded.
+    rng = random.Random(3)
+    params = dict(PARAMS, stitcher_args=dict(PARAMS["stitcher_args"], max_fragment_duration=5.0))
+    cfg = StitchConfig.from_parameters(params)
+    assert cfg.path_timeout == 2 * (15 + 5)
+    items, vehicle = [], {}
+    for v in range(60):                          # a vehicle every 2 s, 5 fragments each
+        t = 2.0 * v
+        for k in range(5):
+            dur = rng.uniform(1.0, 3.0)
+            fid = f"v{v:02d}_{k}"
+            items.append(frag(fid, t, t + dur))
+            vehicle[fid] = (v, k)
+            t += dur + rng.uniform(0.2, 1.0)
+    items.sort(key=lambda it: it[0].last_timestamp)
+    table = {}
+    for k, (g, _) in enumerate(items):
+        for f, _ in items[k + 1:]:
+            if 0 <= f.first_timestamp - g.last_timestamp <= 15:
+                (vg, kg), (vf, kf) = vehicle[g.id], vehicle[f.id]
+                if vg == vf and kf == kg + 1:
+                    table[(g.id, f.id)] = rng.uniform(0.2, 1.0)
+                elif abs(vg - vf) <= 1 and rng.random() < 0.5:   # look-alike neighbours
+                    table[(g.id, f.id)] = rng.uniform(2.0, 3.0)
+    st = OnlineStitcher(TableCost(table), cfg)
+    paths, live = [], []
+    for f, d in items:
+        paths.extend(st.add(f, d))
+        live.append(st.live)
+    emitted_early = sum(len(p) for p in paths)
+    paths.extend(st.flush())
+    assert emitted_early > 100 and st.stats.timed_out > 0
+    assert max(live) < 150                       # ~ path_timeout (40 s) of arrivals at 2.5/s, plus chain tails
+    assert sorted(f.id for p in paths for f, _ in p) == sorted(f.id for f, _ in items)
+    _, _, off = offline_stitch(items, TableCost(table), cfg)
+    assert st.stats.objective == pytest.approx(off.objective, rel=1e-3)   # timed out != wrong, here
+
+
+def test_path_timeout_config():
+    args = dict(PARAMS["stitcher_args"], path_timeout=100.0)
+    assert StitchConfig.from_parameters(dict(PARAMS, stitcher_args=args)).path_timeout == 100.0
+    with pytest.raises(ConfigError, match="path_timeout"):
+        StitchConfig.from_parameters(dict(PARAMS, stitcher_args=dict(args, path_timeout=30.0)))
