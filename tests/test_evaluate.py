@@ -187,3 +187,34 @@ def test_main_is_click_entry_point():
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
+
+
+def test_hota_plumbing_with_a_stand_in_trackeval(monkeypatch):
+    """TrackEval is optional and not installed here: check what evaluate hands it (contiguous ids,
+    one IoU matrix per frame) with a stand-in that records the call."""
+    import sys
+    import types
+
+    seen = {}
+
+    class HOTA:
+        def eval_sequence(self, data):
+            seen.update(data)
+            return {"HOTA": np.full(19, 0.5), "DetA": np.full(19, 0.6), "AssA": np.full(19, 0.4),
+                    "LocA": np.full(19, 0.9)}
+
+    metrics = types.ModuleType("trackeval.metrics")
+    metrics.HOTA = HOTA
+    package = types.ModuleType("trackeval")
+    package.metrics = metrics
+    monkeypatch.setitem(sys.modules, "trackeval", package)
+    monkeypatch.setitem(sys.modules, "trackeval.metrics", metrics)
+    gt, rec = scene()
+    r = evaluate_tracking(gt, rec)
+    assert (r["hota"], r["deta"], r["assa"], r["loca"]) == pytest.approx((0.5, 0.6, 0.4, 0.9))
+    assert seen["num_timesteps"] == 100 and seen["num_gt_ids"] == 2 and seen["num_tracker_ids"] == 3
+    assert seen["num_gt_dets"] == 200 and seen["num_tracker_dets"] == 185
+    assert all(s.shape == (len(g), len(t)) for g, t, s in
+               zip(seen["gt_ids"], seen["tracker_ids"], seen["similarity_scores"]))
+    assert set(np.concatenate(seen["tracker_ids"]).tolist()) == {0, 1, 2}
+    assert "trackeval HOTA" in r["evaluator"]

@@ -475,8 +475,11 @@ def evaluate_tracking(gt_docs: Sequence[Mapping[str, Any]], rec_docs: Sequence[M
 
 
 def _trackeval_available() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("trackeval") is not None
+    try:
+        from trackeval.metrics import HOTA  # noqa: F401  optional, not a declared dependency
+    except ImportError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- output
