@@ -37,8 +37,6 @@ DEFAULT_CONE = {"cx": 0.2, "mx": 0.1, "cy": 2.0, "my": 0.1}
 TIME_COST = 0.1
 # The smallest WLS weight, at the end of the window farthest from the junction (REFERENCE.md §1.3).
 MIN_WEIGHT = 1e-6
-# Below this magnitude (ft, s, ft/s) no product in the cost arithmetic can overflow.
-_TAME = 1e30
 
 
 @functools.lru_cache(maxsize=256)
@@ -125,10 +123,11 @@ class _Window:
     `basis` (5, m) holds the rows [offset, 1, x, y, offset - offset[0]] that every pair's
     per-sample quantities are linear combinations of (see `_coefficients`). `padded` (7, 25) is the
     batch path's block: the basis padded to WINDOW_SAMPLES with copies of sample 0 (finite, and
-    masked out), row 5 the sample mask, row 6 starting with (offset[0], var y, m).
+    masked out), row 5 the sample mask, row 6 starting with (offset[0], var y, m). `samples` holds
+    (offset, offset - offset[0], x, y) per sample as Python floats for the single-pair path.
     """
 
-    __slots__ = ("m", "offset_first", "var_y", "basis", "padded")
+    __slots__ = ("m", "offset_first", "var_y", "basis", "samples", "padded")
 
     def __init__(self, offset: np.ndarray, z: np.ndarray):
         m = self.m = int(offset.shape[0])
@@ -140,6 +139,7 @@ class _Window:
         basis[2:4] = z
         basis[4] = offset - offset[0]
         self.basis = basis
+        self.samples = tuple(zip(*basis[[0, 4, 2, 3]].tolist()))
         padded = np.zeros((1, 7, WINDOW_SAMPLES))
         padded[0, :5, :m] = basis
         padded[0, :5, m:] = basis[:, :1]
@@ -157,7 +157,7 @@ class _Projection:
     holds them as a (1, 6) row for the batch path: slope x, y, intercept x, y, |b| x, y.
     """
 
-    __slots__ = ("slope_x", "slope_y", "intercept_x", "intercept_y", "abs_x", "abs_y", "row", "magnitude")
+    __slots__ = ("slope_x", "slope_y", "intercept_x", "intercept_y", "abs_x", "abs_y", "row")
 
     def __init__(self, t: np.ndarray, z: np.ndarray, w: np.ndarray, direction: int, forward: bool):
         # t is relative to the junction (0 there), which is also the origin of tau.
@@ -174,13 +174,12 @@ class _Projection:
         self.row = np.concatenate((slope, intercept, np.abs(b)))[None, :]
         self.slope_x, self.slope_y, self.intercept_x, self.intercept_y, self.abs_x, self.abs_y = \
             self.row[0].tolist()
-        self.magnitude = float(np.abs(self.row).max())
 
 
 class _Summary:
     """Everything the cost needs from one fragment, in either role."""
 
-    __slots__ = ("n", "t_first", "t_last", "head", "tail", "forward", "backward", "tame")
+    __slots__ = ("n", "t_first", "t_last", "head", "tail", "forward", "backward")
 
     def __init__(self, fragment: Fragment):
         t, n = fragment.t, fragment.n
@@ -200,10 +199,6 @@ class _Summary:
         self.forward = _Projection(t_tail, z_tail, junction_weights(m, True), fragment.direction, True)
         # Backward: this fragment is the later one, its head predicts back, heaviest at its start.
         self.backward = _Projection(t_head, z_head, junction_weights(m, False), fragment.direction, False)
-        # Values this small cannot overflow in the cost arithmetic, which then runs without the
-        # cost of numpy's error-state switching; anything larger takes the guarded path.
-        self.tame = max(float(np.abs(z_tail).max()), float(np.abs(z_head).max()), float(-t_tail[0]),
-                        float(t_head[-1]), self.forward.magnitude, self.backward.magnitude) < _TAME
 
 
 def _summarize(doc: Mapping[str, Any]) -> _Summary:
@@ -248,13 +243,13 @@ def _distance(coefficients: np.ndarray, basis: np.ndarray, mask: np.ndarray | No
 
     Parameters
     ----------
-    coefficients : (..., 6, 5) from `_coefficients`.
-    basis : (..., 5, m) window basis rows.
-    mask : (..., 1, m) 1 for real samples, 0 for padding; None when there is no padding.
+    coefficients : (K, 6, 5) from `_coefficients`.
+    basis : (K, 5, m) or (5, m) window basis rows.
+    mask : (K, 1, m) 1 for real samples, 0 for padding; None when there is no padding.
 
     Returns
     -------
-    (..., ) distances D.
+    (K,) distances D.
     """
     # Every per-sample quantity is linear in the basis: one small matrix product gives them all.
     rows = coefficients @ basis
@@ -268,14 +263,50 @@ def _distance(coefficients: np.ndarray, basis: np.ndarray, mask: np.ndarray | No
     spread += 1.0
     product = spread.prod(axis=(-2, -1))
     quad_sum = quad.sum(axis=(-2, -1))
-    if np.ndim(product):
-        logs = np.log(product)
-        overflow = ~np.isfinite(logs)
-        if overflow.any():  # absurd inputs only; keep the exact value where it is finite
-            logs[overflow] = np.log(spread[overflow]).sum(axis=(-2, -1))
-    else:
-        logs = math.log(product) if product < math.inf else float(np.log(spread).sum())
+    logs = np.log(product)
+    overflow = np.isinf(product)
+    if overflow.any():  # absurd inputs only; keep the exact value where it is finite
+        logs[overflow] = np.log(spread[overflow]).sum(axis=(-2, -1))
     return 0.25 * quad_sum + 0.5 * logs
+
+
+def _distance_of_pair(coefficients: tuple, samples: tuple) -> float:
+    """`_distance` for one pair, in Python floats: cheaper than numpy calls on <= 25 samples.
+
+    Same terms, from the entries of the same coefficient matrix (rows: mu_x - x, mu_y - y,
+    sigma_x - scale_x, sigma_y - scale_y, 2 sigma_x scale_x, 2 sigma_y scale_y). Python float
+    arithmetic never raises on overflow here (denominators are >= cx^2, cy^2 > 0); an overflow
+    becomes inf or nan, which the caller maps to 1e6.
+    """
+    slope_x, base_x = coefficients[0], coefficients[1]
+    slope_y, base_y = coefficients[5], coefficients[6]
+    growth_x = coefficients[14]
+    growth_y, base_ey = coefficients[15], coefficients[16]
+    rate_hx, base_hx = coefficients[20], coefficients[21]
+    rate_hy, base_hy = coefficients[25], coefficients[26]
+    quad = 0.0
+    product = 1.0
+    for offset, relative, x, y in samples:
+        dx = slope_x * offset + base_x - x
+        dy = slope_y * offset + base_y - y
+        ex = growth_x * relative
+        ey = growth_y * offset + base_ey
+        ex *= ex
+        ey *= ey
+        hx = rate_hx * offset + base_hx
+        hy = rate_hy * offset + base_hy
+        quad += dx * dx / (ex + hx) + dy * dy / (ey + hy)
+        product *= (1.0 + ex / hx) * (1.0 + ey / hy)
+    if product < math.inf:
+        logs = math.log(product)
+    else:  # absurd inputs only: the logs one by one
+        logs = 0.0
+        for offset, relative, _, _ in samples:
+            ex = growth_x * relative
+            ey = growth_y * offset + base_ey
+            logs += math.log1p(ex * ex / (rate_hx * offset + base_hx)) + \
+                math.log1p(ey * ey / (rate_hy * offset + base_hy))
+    return 0.25 * quad + 0.5 * logs
 
 
 def _raw_gap(track1: Mapping[str, Any], track2: Mapping[str, Any]) -> float | None:
@@ -356,15 +387,10 @@ class BhattacharyyaCostFunction(StitchCostFunction):
             fit, window = a.forward, b.head
         else:
             fit, window = b.backward, a.tail
-        coefficients = np.array(_coefficients(
+        distance = _distance_of_pair(_coefficients(
             mx * fit.abs_x, my * fit.abs_y, fit.slope_x, fit.slope_y, fit.intercept_x, fit.intercept_y,
-            gap, window.offset_first, window.var_y, cx, cy, math.sqrt, max)).reshape(6, 5)
-        if a.tame and b.tame and gap < _TAME and max(cx, mx, cy, my) < _TAME:
-            distance = _distance(coefficients, window.basis)
-        else:
-            with np.errstate(all="ignore"):
-                distance = _distance(coefficients, window.basis)
-        cost = float(distance) / window.m + TIME_COST * gap
+            gap, window.offset_first, window.var_y, cx, cy, math.sqrt, max), window.samples)
+        cost = distance / window.m + TIME_COST * gap
         return cost if math.isfinite(cost) else INVALID_COST
 
     def compute_costs(self, tracks1: Sequence[Mapping[str, Any]], track2: Mapping[str, Any],
