@@ -23,6 +23,7 @@ from runtime.cost import ConfigError, StitchCostFunction, load_cost_function
 from runtime.feed import MIN_SAMPLES, prepare_fragments
 from runtime.files import atomic_write_text
 from runtime.fragment import Fragment, FragmentError
+from runtime.onnx_cost import ArtifactError
 from runtime.resample import DEFAULT_HZ, GRID_TOLERANCE_S
 from runtime.stitcher import (OnlineStitcher, RecordedCostFunction, StitchConfig, StitchStats, offline_stitch,
                               solve_assignment)
@@ -417,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 legacy_window=args.legacy_window, base_dir=base_dir, progress=say)
         summary["config_file"] = os.path.abspath(args.config)
         rec_path, _ = write_outputs(args.out or args.data, args.scenario, args.tag, rec_docs, summary)
-    except (PipelineError, ConfigError, ValueError, OSError) as exc:  # FragmentError is a ValueError
+    except (PipelineError, ConfigError, ArtifactError, ValueError, OSError) as exc:  # FragmentError is a ValueError
         print(f"pp_lite: error: {exc}", file=sys.stderr)
         return 1
     print(f"pp_lite {summary_line(summary)} -> {rec_path}")

@@ -31,6 +31,7 @@ from runtime.cost import INVALID_COST, ConfigError, StitchCostFunction, load_cos
 from runtime.feed import prepare_fragments  # noqa: E402
 from runtime.files import atomic_write_text  # noqa: E402
 from runtime.fragment import Fragment, fragment_id  # noqa: E402
+from runtime.onnx_cost import ArtifactError  # noqa: E402
 from training.evaluate import evaluate_tracking  # noqa: E402
 from training.io import gt_id_of  # noqa: E402
 from training.simulate import simulate  # noqa: E402
@@ -107,10 +108,10 @@ def _methods(artifacts_dir: str, offline_costs: bool) -> tuple[list[tuple[str, s
         if not os.path.isfile(os.path.join(folder, "manifest.json")):
             notes.append(f"{label}: skipped, no artifact at {os.path.relpath(folder, REPO)}/manifest.json")
             continue
-        config = {"type": "onnx", "artifact": folder}
+        config = {"type": kind, "artifact": folder}
         try:
             load_cost_function(config)
-        except (ConfigError, ValueError, OSError) as exc:
+        except (ConfigError, ArtifactError, ValueError, OSError) as exc:
             notes.append(f"{label}: skipped, artifact does not load ({exc})")
             continue
         methods.append((label, "online", {"kind": "cost", "config": config}))

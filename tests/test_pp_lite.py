@@ -198,5 +198,9 @@ def test_cli_errors_are_one_line(tmp_path):
     bad_cfg.write_text(json.dumps({"time_win": 15, "stitcher_mode": "global"}))
     res = run_cli("i", "--config", str(bad_cfg), "--tag", "x", "--data", str(tmp_path))
     assert res.returncode == 1 and "stitcher_mode" in res.stderr
+    missing = tmp_path / "cfg_missing_artifact.json"
+    missing.write_text(json.dumps(dict(params(), cost_function={"type": "lr", "artifact": str(tmp_path / "nope")})))
+    res = run_cli("i", "--config", str(missing), "--tag", "x", "--data", str(tmp_path))
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1 and "nope" in res.stderr
     res = run_cli("--help")
     assert res.returncode == 0 and "--on-bad-fragment" in res.stdout and "--solver" in res.stdout
