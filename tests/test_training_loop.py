@@ -88,3 +88,14 @@ def test_training_split_needs_both_classes(tmp_path):
     data.labels[:] = 0
     with pytest.raises(ValueError, match="needs both classes"):
         train_model(build_model(data), data, data, TrainConfig(epochs=1), tmp_path, progress=False)
+
+
+def test_a_run_with_another_configuration_does_not_resume(tmp_path):
+    train, val = toy_pairs(400, 6), toy_pairs(200, 7)
+    train_model(build_model(train), train, val, TrainConfig(epochs=2, seed=1), tmp_path, progress=False)
+    result = train_model(build_model(train), train, val, TrainConfig(epochs=2, seed=1, lr=1e-2), tmp_path,
+                         progress=False)
+    assert result["epochs_run"] == 2, "a changed config starts over instead of resuming"
+    again = train_model(build_model(train), train, val, TrainConfig(epochs=3, seed=1, lr=1e-2), tmp_path,
+                        progress=False, fingerprint="other model")
+    assert again["epochs_run"] == 3

@@ -192,13 +192,15 @@ def _score(metrics: Mapping[str, float], monitor: str) -> float:
 
 def train_model(model: nn.Module, train: PairData, val: PairData, cfg: TrainConfig, run_dir: str | os.PathLike,
                 *, resume: bool = True, progress: bool = True,
-                epoch_callback: Callable[[int, dict], None] | None = None) -> dict:
+                epoch_callback: Callable[[int, dict], None] | None = None, fingerprint: str = "") -> dict:
     """Train `model` with early stopping on the validation metric; leave the best weights loaded.
 
     Writes into `run_dir`: `last.pt` (resume state), `best.pt` (best model state dict),
     `history.json` (per-epoch train loss and validation loss/accuracy/ROC-AUC/AP/ECE),
     `train_config.json`. Returns `{"history", "best_epoch", "best_score", "epochs_run", "stopped"}`.
     `epoch_callback(epoch, val_metrics)` may raise `TrainingStopped` (pruning).
+    A `last.pt` in `run_dir` is resumed only when it was written with the same training config and the
+    same `fingerprint` (the caller's description of model and data); otherwise training starts over.
     """
     run_dir = os.fspath(run_dir)
     os.makedirs(run_dir, exist_ok=True)
@@ -215,8 +217,13 @@ def train_model(model: nn.Module, train: PairData, val: PairData, cfg: TrainConf
     best_score, best_epoch, bad_epochs, start_epoch = -math.inf, -1, 0, 0
     last_path = os.path.join(run_dir, "last.pt")
     best_path = os.path.join(run_dir, "best.pt")
-    if resume and os.path.exists(last_path):
-        state = load_state(last_path)
+    identity = json.dumps({"train": asdict(cfg), "fingerprint": fingerprint}, sort_keys=True)
+    state = load_state(last_path) if resume and os.path.exists(last_path) else None
+    if state is not None and state.get("identity") != identity:
+        if progress:
+            print(f"{last_path} belongs to another configuration: starting over", file=sys.stderr)
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         history = json.loads(state["history_json"])
@@ -265,7 +272,7 @@ def train_model(model: nn.Module, train: PairData, val: PairData, cfg: TrainConf
         save_state(last_path, {
             "model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch,
             "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-            "history_json": json.dumps(history),
+            "history_json": json.dumps(history), "identity": identity,
         })
         atomic_write_text(os.path.join(run_dir, "history.json"), json.dumps(history, indent=1))
         if progress:

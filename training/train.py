@@ -184,7 +184,10 @@ def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_o
     cfg = TrainConfig(**{**module.DEFAULT_TRAIN, "seed": seed, **train_overrides})
     _write_json(os.path.join(run_dir, "model_config.json"), {"kind": kind, **asdict(config)})
     _write_json(os.path.join(run_dir, "stats.json"), stats)
-    result = train_model(model, train_data, val_data, cfg, run_dir, progress=progress, epoch_callback=epoch_callback)
+    fingerprint = json.dumps({"kind": kind, "model": asdict(config), "data": spec.describe(), "n_train": len(train_sp)},
+                             sort_keys=True, default=str)
+    result = train_model(model, train_data, val_data, cfg, run_dir, progress=progress, epoch_callback=epoch_callback,
+                         fingerprint=fingerprint)
     evals, curves = {}, {}
     for name, sp in splits.items():
         data = val_data if name == "val" else model_inputs(kind, sp, window)
