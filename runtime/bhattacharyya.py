@@ -121,7 +121,7 @@ class _Window:
     `offset[j]` >= 0 is the time distance of sample j from the junction (head: t - t[0]; tail:
     t[-1] - t), so the cone time of a pair is tau = gap + offset; index 0 is the earliest sample.
     `basis` (5, m) holds the rows [offset, 1, x, y, offset - offset[0]] that every pair's
-    per-sample quantities are linear combinations of (see `_coefficients`). `padded` (7, 25) is the
+    per-sample quantities are linear combinations of (see `_coefficient_matrices`). `padded` (7, 25) is the
     batch path's block: the basis padded to WINDOW_SAMPLES with copies of sample 0 (finite, and
     masked out), row 5 the sample mask, row 6 starting with (offset[0], var y, m). `samples` holds
     (offset, offset - offset[0], x, y) per sample as Python floats for the single-pair path.
@@ -205,33 +205,67 @@ def _summarize(doc: Mapping[str, Any]) -> _Summary:
     return _Summary(Fragment.from_document(doc))
 
 
-def _coefficients(growth_x, growth_y, slope_x, slope_y, intercept_x, intercept_y, gap, offset_first,
-                  var_y, cx, cy, sqrt, maximum):
-    """The (6, 5) matrix that maps a window's basis rows to the six per-sample rows of `_distance`.
+# The coefficient matrix of one pair maps a window's basis rows [offset, 1, x, y, offset - offset[0]]
+# to the six per-sample rows that `_distance` needs:
+#   mu_x - x           = slope_x offset + base_x - x
+#   mu_y - y           = slope_y offset + base_y - y
+#   sigma_x - scale_x  = growth_x (offset - offset[0])
+#   sigma_y - scale_y  = growth_y offset + (width_y - scale_y)
+#   2 sigma_x scale_x  = 2 scale_x growth_x offset + 2 scale_x width_x
+#   2 sigma_y scale_y  = 2 scale_y growth_y offset + 2 scale_y width_y
+# with growth = m |b| (cone growth), width = c + growth gap (cone width at the junction-side sample),
+# base = intercept + slope gap, scale_x the predicted spread at the first measured sample and
+# scale_y = max(std of the measured y, cy) (REFERENCE.md §2.1 steps 9-10). `_pair_coefficients`
+# (floats, one pair) and `_coefficient_matrices` (arrays, many pairs) evaluate these with the same
+# operations in the same order, so both paths give the same bits.
+_MATRIX_TEMPLATE = np.zeros((1, 6, 5))
+_MATRIX_TEMPLATE[0, 0, 2] = _MATRIX_TEMPLATE[0, 1, 3] = -1.0
 
-    Works on Python floats (one pair) and on numpy arrays (one value per pair) alike; both paths
-    run the same operations in the same order, so they give the same bits.
-    """
+
+def _pair_coefficients(fit: _Projection, window: _Window, gap: float, cx: float, mx: float, cy: float,
+                       my: float) -> tuple:
+    """The non-constant coefficients of one pair, as Python floats (see the table above)."""
+    growth_x = fit.abs_x * mx
+    growth_y = fit.abs_y * my
     width_x = cx + growth_x * gap
     width_y = cy + growth_y * gap
-    # Measured spreads (REFERENCE.md §2.1 step 10): x takes the predicted one at the first measured
-    # sample, y the window's own standard deviation floored at cy.
-    scale_x = width_x + growth_x * offset_first
-    scale_y = sqrt(maximum(var_y, cy * cy))
-    two_x = 2.0 * scale_x
-    two_y = 2.0 * scale_y
-    return (
-        # basis:   offset,            1,                       x,    y,    offset - offset[0]
-        slope_x,            intercept_x + slope_x * gap, -1.0, 0.0, 0.0,        # mu_x - x
-        slope_y,            intercept_y + slope_y * gap, 0.0, -1.0, 0.0,        # mu_y - y
-        0.0,                0.0,                         0.0, 0.0, growth_x,    # sigma_x - scale_x
-        growth_y,           width_y - scale_y,           0.0, 0.0, 0.0,         # sigma_y - scale_y
-        two_x * growth_x,   two_x * width_x,             0.0, 0.0, 0.0,         # 2 sigma_x scale_x
-        two_y * growth_y,   two_y * width_y,             0.0, 0.0, 0.0,         # 2 sigma_y scale_y
-    )
+    scale_x = width_x + growth_x * window.offset_first
+    scale_y = math.sqrt(max(window.var_y, cy * cy))
+    two_x = scale_x + scale_x
+    two_y = scale_y + scale_y
+    return (fit.slope_x, fit.intercept_x + fit.slope_x * gap, fit.slope_y, fit.intercept_y + fit.slope_y * gap,
+            growth_x, growth_y, width_y - scale_y, two_x * growth_x, two_x * width_x, two_y * growth_y,
+            two_y * width_y)
 
 
-def _distance(coefficients: np.ndarray, basis: np.ndarray, mask: np.ndarray | None = None):
+def _coefficient_matrices(fits: np.ndarray, gap: np.ndarray, first: np.ndarray, var_y: np.ndarray,
+                          cx: float, mx: float, cy: float, my: float) -> np.ndarray:
+    """(K, 6, 5) coefficient matrices of K pairs, x and y computed side by side.
+
+    fits : (K, 6) anchor rows (slope x, y, intercept x, y, |b| x, y); gap, first (offset[0] of the
+    measured window), var_y (its y variance) : (K,).
+    """
+    k = gap.size
+    column = gap[:, None]
+    growth = fits[:, 4:6] * np.array((mx, my))
+    width = np.array((cx, cy)) + growth * column
+    scale = np.empty((k, 2))
+    scale[:, 0] = width[:, 0] + growth[:, 0] * first
+    scale[:, 1] = np.sqrt(np.maximum(var_y, cy * cy))
+    two = scale + scale
+    out = np.repeat(_MATRIX_TEMPLATE, k, axis=0)
+    out[:, 0:2, 0] = fits[:, 0:2]
+    out[:, 0:2, 1] = fits[:, 2:4] + fits[:, 0:2] * column
+    out[:, 2, 4] = growth[:, 0]
+    out[:, 3, 0] = growth[:, 1]
+    out[:, 3, 1] = width[:, 1] - scale[:, 1]
+    out[:, 4:6, 0] = two * growth
+    out[:, 4:6, 1] = two * width
+    return out
+
+
+def _distance(coefficients: np.ndarray, basis: np.ndarray, mask: np.ndarray | None = None,
+              one_by_one: bool = False) -> np.ndarray:
     """Closed-form Bhattacharyya distance of each pair (REFERENCE.md §2.2), summed over its samples.
 
     For each sample and dimension: predicted N(mu, sigma^2) with the cone sigma = width + growth *
@@ -243,9 +277,11 @@ def _distance(coefficients: np.ndarray, basis: np.ndarray, mask: np.ndarray | No
 
     Parameters
     ----------
-    coefficients : (K, 6, 5) from `_coefficients`.
+    coefficients : (K, 6, 5) from `_coefficient_matrices`.
     basis : (K, 5, m) or (5, m) window basis rows.
     mask : (K, 1, m) 1 for real samples, 0 for padding; None when there is no padding.
+    one_by_one : sum the logs one by one instead of taking the log of their product, for the
+        rare pairs whose product overflows (an infinite distance).
 
     Returns
     -------
@@ -260,30 +296,24 @@ def _distance(coefficients: np.ndarray, basis: np.ndarray, mask: np.ndarray | No
     if mask is not None:
         quad *= mask
         spread *= mask
-    spread += 1.0
-    product = spread.prod(axis=(-2, -1))
     quad_sum = quad.sum(axis=(-2, -1))
-    logs = np.log(product)
-    overflow = np.isinf(product)
-    if overflow.any():  # absurd inputs only; keep the exact value where it is finite
-        logs[overflow] = np.log(spread[overflow]).sum(axis=(-2, -1))
+    if one_by_one:
+        logs = np.log1p(spread).sum(axis=(-2, -1))
+    else:
+        spread += 1.0
+        logs = np.log(spread.prod(axis=(-2, -1)))
     return 0.25 * quad_sum + 0.5 * logs
 
 
 def _distance_of_pair(coefficients: tuple, samples: tuple) -> float:
     """`_distance` for one pair, in Python floats: cheaper than numpy calls on <= 25 samples.
 
-    Same terms, from the entries of the same coefficient matrix (rows: mu_x - x, mu_y - y,
-    sigma_x - scale_x, sigma_y - scale_y, 2 sigma_x scale_x, 2 sigma_y scale_y). Python float
+    Same terms, from `_pair_coefficients` (the non-constant entries of the coefficient matrix). Python float
     arithmetic never raises on overflow here (denominators are >= cx^2, cy^2 > 0); an overflow
     becomes inf or nan, which the caller maps to 1e6.
     """
-    slope_x, base_x = coefficients[0], coefficients[1]
-    slope_y, base_y = coefficients[5], coefficients[6]
-    growth_x = coefficients[14]
-    growth_y, base_ey = coefficients[15], coefficients[16]
-    rate_hx, base_hx = coefficients[20], coefficients[21]
-    rate_hy, base_hy = coefficients[25], coefficients[26]
+    (slope_x, base_x, slope_y, base_y, growth_x, growth_y, base_ey,
+     rate_hx, base_hx, rate_hy, base_hy) = coefficients
     quad = 0.0
     product = 1.0
     for offset, relative, x, y in samples:
@@ -350,6 +380,7 @@ class BhattacharyyaCostFunction(StitchCostFunction):
 
     def __init__(self, cache_size: int = 4096):
         self._cache = FragmentCache(_summarize, cache_size)
+        self._cone_memo = None
 
     @property
     def cache(self) -> FragmentCache:
@@ -382,14 +413,12 @@ class BhattacharyyaCostFunction(StitchCostFunction):
             gap = b.t_first - a.t_last
             if not 0.0 <= gap <= TIME_WIN:
                 return INVALID_COST
-        cx, mx, cy, my = cone_parameters(param)
+        cx, mx, cy, my = self._cone(param)
         if a.n >= b.n:
             fit, window = a.forward, b.head
         else:
             fit, window = b.backward, a.tail
-        distance = _distance_of_pair(_coefficients(
-            mx * fit.abs_x, my * fit.abs_y, fit.slope_x, fit.slope_y, fit.intercept_x, fit.intercept_y,
-            gap, window.offset_first, window.var_y, cx, cy, math.sqrt, max), window.samples)
+        distance = _distance_of_pair(_pair_coefficients(fit, window, gap, cx, mx, cy, my), window.samples)
         cost = distance / window.m + TIME_COST * gap
         return cost if math.isfinite(cost) else INVALID_COST
 
@@ -415,57 +444,59 @@ class BhattacharyyaCostFunction(StitchCostFunction):
         keys = [fragment_key(doc) for doc in tracks1]
         try:
             start = float(track2["timestamp"][0])
-            ends = np.array([key[2] for key in keys], dtype=np.float64)
+            gaps = [start - float(key[2]) for key in keys]
         except (KeyError, IndexError, TypeError, ValueError):
             # Something unreadable (an empty timestamp array): validation names the document and field.
             self._cache.get(track2)
             self._cache.get_many(tracks1, keys)
             raise
-        gaps = start - ends
-        live = np.flatnonzero((gaps >= 0.0) & (gaps <= TIME_WIN))
-        if live.size == 0:
+        live = [i for i, gap in enumerate(gaps) if 0.0 <= gap <= TIME_WIN]
+        if not live:
             return out
         b = self._cache.get(track2)
         summaries = self._cache.get_many([tracks1[i] for i in live], [keys[i] for i in live])
-        cx, mx, cy, my = cone_parameters(param)
-        forward_rows, forward_fits, backward_rows, tails = [], [], [], []
-        for i, s in zip(live.tolist(), summaries):
+        cx, mx, cy, my = self._cone(param)
+        # Per pair: the anchor's projection and the measured window (REFERENCE.md §2.1 step 4).
+        # Forward pairs measure the new fragment's head against the candidate's forward line,
+        # backward pairs the candidate's tail against the new fragment's backward line; one padded,
+        # masked pass scores both kinds.
+        fits, windows = [], []
+        head, backward = b.head.padded, b.backward.row
+        for s in summaries:
             if s.n >= b.n:
-                forward_rows.append(i)
-                forward_fits.append(s.forward.row)
+                fits.append(s.forward.row)
+                windows.append(head)
             else:
-                backward_rows.append(i)
-                tails.append(s.tail.padded)
+                fits.append(backward)
+                windows.append(s.tail.padded)
+        fits = np.concatenate(fits)
+        windows = np.concatenate(windows)
+        first, var_y, m = windows[:, 6, :3].T
+        gap = np.array([gaps[i] for i in live])
         with np.errstate(all="ignore"):
-            if forward_rows:
-                # The new fragment's head is measured against each candidate's forward projection.
-                gap = gaps[forward_rows]
-                head = b.head
-                fits = np.concatenate(forward_fits).T
-                coefficients = _coefficient_stack(_coefficients(
-                    mx * fits[4], my * fits[5], fits[0], fits[1], fits[2], fits[3],
-                    gap, head.offset_first, head.var_y, cx, cy, math.sqrt, max), gap.size)
-                out[forward_rows] = _distance(coefficients, head.basis) / head.m + TIME_COST * gap
-            if tails:
-                # Each candidate's tail is measured against the new fragment's backward projection.
-                gap = gaps[backward_rows]
-                fit = b.backward
-                windows = np.concatenate(tails)
-                first, var_y, m = windows[:, 6, :3].T
-                coefficients = _coefficient_stack(_coefficients(
-                    mx * fit.abs_x, my * fit.abs_y, fit.slope_x, fit.slope_y, fit.intercept_x, fit.intercept_y,
-                    gap, first, var_y, cx, cy, np.sqrt, np.maximum), gap.size)
-                distance = _distance(coefficients, windows[:, :5], windows[:, 5:6])
-                out[backward_rows] = distance / m + TIME_COST * gap
-        out[~np.isfinite(out)] = INVALID_COST
+            coefficients = _coefficient_matrices(fits, gap, first, var_y, cx, mx, cy, my)
+            cost = _distance(coefficients, windows[:, :5], windows[:, 5:6]) / m + TIME_COST * gap
+            finite = np.isfinite(cost)
+            if not finite.all():
+                # Absurd inputs only: a product of ratios overflowed; sum the logs one by one there.
+                redo = ~finite
+                cost[redo] = _distance(coefficients[redo], windows[redo, :5], windows[redo, 5:6],
+                                       one_by_one=True) / m[redo] + TIME_COST * gap[redo]
+                cost[~np.isfinite(cost)] = INVALID_COST
+        out[live] = cost
         return out
 
-
-def _coefficient_stack(entries: tuple, count: int) -> np.ndarray:
-    """(count, 6, 5) coefficient matrices from `_coefficients` entries that are floats or (count,) arrays."""
-    arrays = [i for i, value in enumerate(entries) if isinstance(value, np.ndarray)]
-    out = np.empty((30, count))
-    out[:] = np.array([0.0 if i in arrays else value for i, value in enumerate(entries)])[:, None]
-    for i in arrays:
-        out[i] = entries[i]
-    return out.T.reshape(count, 6, 5)
+    def _cone(self, param: Mapping[str, Any] | None) -> tuple[float, float, float, float]:
+        """`cone_parameters(param)`, re-validated only when the four raw values change."""
+        if param is None:
+            return cone_parameters(None)
+        source = param.get("stitcher_args")
+        if source is None or not isinstance(source, Mapping):
+            source = param
+        raw = (source.get("cx"), source.get("mx"), source.get("cy"), source.get("my"))
+        memo = self._cone_memo
+        if memo is not None and memo[0] == raw:
+            return memo[1]
+        values = cone_parameters(param)
+        self._cone_memo = (raw, values)
+        return values

@@ -148,9 +148,9 @@ class FragmentFeatures:
     head_x_own, head_y_own, head_x_resvar, head_y_resvar, head_log_var : moments of the head window
         (as B), times u relative to t_start: own least-squares slopes and residual variances, and
         log(var x + 1e-6) + log(var y + 1e-6).
-    head_u_hull : the centred head samples (u, x) and (u, y) on the upper and lower convex hulls,
-        as four (u values, z values) pairs: x upper, x lower, y upper, y lower. The largest
-        projection error of any line is attained at one of them.
+    head_extremes : per dimension (x, y), the centred head samples that can hold the largest
+        projection error of any line, as (z', u', sign) triples (see `_extreme_points`);
+        head_extreme_block the same as a (2, 3, H) array.
     has_vact, vact_x, vact_y : mean finite-difference velocity at the start (as B).
     curvature_mean, curvature_std : curvature statistics of the whole fragment.
     a_row : (1, len(_A_FIELDS)) array of the A-role quantities, for the batch path.
@@ -159,7 +159,7 @@ class FragmentFeatures:
     __slots__ = _A_FIELDS + (
         "schema", "id", "n", "t_start", "gap_start", "vel_first", "vel_den",
         "head_m", "head_u_mean", "head_u_var", "head_x_mean", "head_x_var", "head_y_mean", "head_y_var",
-        "head_x_own", "head_y_own", "head_x_resvar", "head_y_resvar", "head_log_var", "head_u_hull", "has_vact", "vact_x", "vact_y",
+        "head_x_own", "head_y_own", "head_x_resvar", "head_y_resvar", "head_log_var", "head_extremes", "head_extreme_block", "has_vact", "vact_x", "vact_y",
         "a_row",
     )
 
@@ -209,20 +209,22 @@ def _curvature(fragment: Fragment, v2: bool) -> tuple[float, float]:
     return float(kappa.mean()), float(kappa.std())
 
 
-def _hulls(u: np.ndarray, z: np.ndarray) -> tuple:
-    """Vertices of the upper and lower convex hulls of the points (u_j, z_j), u increasing.
+def _extreme_points(u: np.ndarray, z: np.ndarray) -> tuple:
+    """The samples that can hold a pair's largest projection error |e_j|, e_j = z_j - s u_j + mean.
 
-    max_j (z_j - s u_j) over all samples is attained on the upper hull and min_j on the lower one,
-    for every slope s, so a pair's largest projection error needs only these few points (2 for a
-    straight track, a handful for a noisy one) instead of the whole window. Andrew's monotone chain.
+    For every slope s, max_j (z_j - s u_j) is attained on the upper convex hull of the points
+    (u_j, z_j) and min_j on the lower one, so only hull vertices matter: 2 for a straight track, a
+    handful for a noisy one, instead of the whole window. Lower-hull points are stored negated,
+    (-z, -u, -1), so that max|e| = max over all returned (z', u', sign) of z' - s u' + sign * mean.
+    Andrew's monotone chain (u is increasing).
 
     Returns
     -------
-    ((u_upper, z_upper), (u_lower, z_lower)) : tuples of Python floats.
+    tuple of (z', u', sign) Python-float triples.
     """
     points = list(zip(u.tolist(), z.tolist()))
 
-    def chain(sign: float) -> tuple:
+    def chain(sign: float) -> list:
         kept: list = []
         for p in points:
             # Pop while the turn is not strictly clockwise (upper) / counter-clockwise (lower).
@@ -233,9 +235,19 @@ def _hulls(u: np.ndarray, z: np.ndarray) -> tuple:
                 else:
                     break
             kept.append(p)
-        return tuple(q[0] for q in kept), tuple(q[1] for q in kept)
+        return kept
 
-    return chain(1.0), chain(-1.0)
+    return tuple([(zz, uu, 1.0) for uu, zz in chain(1.0)] + [(-zz, -uu, -1.0) for uu, zz in chain(-1.0)])
+
+
+def _extreme_block(x_points: tuple, y_points: tuple) -> np.ndarray:
+    """(2, 3, H) array of both dimensions' extreme points (rows z', u', sign) for the batch path;
+    the shorter list is padded by repeating its first point, which cannot change a maximum."""
+    size = max(len(x_points), len(y_points))
+    block = np.empty((2, 3, size))
+    for d, points in enumerate((x_points, y_points)):
+        block[d] = np.array(points + (points[0],) * (size - len(points))).T
+    return block
 
 
 def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
@@ -310,7 +322,8 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
         setattr(s, f"head_{axis}_own", own)
         setattr(s, f"head_{axis}_resvar", float(residual @ residual) / m_head)
     s.head_log_var = math.log(s.head_x_var + EPS) + math.log(s.head_y_var + EPS)
-    s.head_u_hull = _hulls(uc, xc) + _hulls(uc, yc)
+    s.head_extremes = (_extreme_points(uc, xc), _extreme_points(uc, yc))
+    s.head_extreme_block = _extreme_block(*s.head_extremes)
     # REFERENCE.md §1.3 (39-40): per-step velocities over the whole fragment, the first
     # min(m_head, n - 1) of them averaged; the +1e-6 is the reference's.
     s.has_vact = 1.0 if n > 1 else 0.0
@@ -334,15 +347,13 @@ class _ScalarOps:
     sqrt = staticmethod(math.sqrt)
     log = staticmethod(math.log)
     maximum = staticmethod(max)
+    any = staticmethod(bool)
 
     @staticmethod
     def projection_max(b: FragmentFeatures, slope_x, slope_y, mean_x, mean_y):
-        (ux_hi, x_hi), (ux_lo, x_lo), (uy_hi, y_hi), (uy_lo, y_lo) = b.head_u_hull
-        high_x = max([z - slope_x * u for u, z in zip(ux_hi, x_hi)])
-        low_x = min([z - slope_x * u for u, z in zip(ux_lo, x_lo)])
-        high_y = max([z - slope_y * u for u, z in zip(uy_hi, y_hi)])
-        low_y = min([z - slope_y * u for u, z in zip(uy_lo, y_lo)])
-        return max(high_x + mean_x, -(low_x + mean_x)), max(high_y + mean_y, -(low_y + mean_y))
+        x_points, y_points = b.head_extremes
+        return (max([z - slope_x * u + sign * mean_x for z, u, sign in x_points]),
+                max([z - slope_y * u + sign * mean_y for z, u, sign in y_points]))
 
     @staticmethod
     def distance(d, v2: bool):
@@ -361,17 +372,18 @@ class _ArrayOps:
     sqrt = staticmethod(np.sqrt)
     log = staticmethod(np.log)
     maximum = staticmethod(np.maximum)
+    any = staticmethod(np.any)
 
     @staticmethod
     def projection_max(b: FragmentFeatures, slope_x, slope_y, mean_x, mean_y):
-        def extreme(hull, slope, pick):
-            u, z = (np.array(v) for v in hull)
-            return pick(z[None, :] - slope[:, None] * u[None, :], axis=1)
-
-        (hi_x, lo_x, hi_y, lo_y) = b.head_u_hull
-        peak_x = np.maximum(extreme(hi_x, slope_x, np.max) + mean_x, -(extreme(lo_x, slope_x, np.min) + mean_x))
-        peak_y = np.maximum(extreme(hi_y, slope_y, np.max) + mean_y, -(extreme(lo_y, slope_y, np.min) + mean_y))
-        return peak_x, peak_y
+        line = np.empty((slope_x.shape[0], 2, 1, 3))
+        line[:, :, 0, 0] = 1.0
+        line[:, 0, 0, 1] = -slope_x
+        line[:, 1, 0, 1] = -slope_y
+        line[:, 0, 0, 2] = mean_x
+        line[:, 1, 0, 2] = mean_y
+        peak = (line @ b.head_extreme_block).max(axis=-1)
+        return peak[:, 0, 0], peak[:, 1, 0]
 
     @staticmethod
     def distance(d, v2: bool):
@@ -403,8 +415,10 @@ def _pair_values(a, b: FragmentFeatures, ops, v2: bool) -> tuple:
               a.y_mean, b.y_mean, abs(b.y_mean - a.y_mean), a.y_std, b.y_std]
 
     # 11-14: speeds. v1 (D2): all four need the field on both fragments, else 0, 0, 0, 1.
-    if v2 or b.has_velocity:
-        both = 1.0 if v2 else a.has_velocity
+    if v2:
+        values += [a.vel_mean, b.vel_mean, abs(a.vel_last - b.vel_first), a.vel_last / b.vel_den]
+    elif b.has_velocity:
+        both = a.has_velocity
         values += [both * a.vel_mean, both * b.vel_mean, both * abs(a.vel_last - b.vel_first),
                    both * (a.vel_last / b.vel_den) + (1.0 - both)]
     else:
@@ -412,31 +426,42 @@ def _pair_values(a, b: FragmentFeatures, ops, v2: bool) -> tuple:
 
     # 15-27: dimensions and confidence. v1 (D3): height and confidence need both fragments.
     values += [a.length, b.length, abs(a.length - b.length), a.width, b.width, abs(a.width - b.width)]
-    if v2 or b.has_height:
-        both = 1.0 if v2 else a.has_height
-        values += [both * a.height, both * b.height, both * abs(a.height - b.height)]
+    if v2:
+        values += [a.height, b.height, abs(a.height - b.height), a.conf_mean, b.conf_mean, a.conf_min, b.conf_min]
     else:
-        values += [0.0, 0.0, 0.0]
-    if v2 or b.has_confidence:
-        both = 1.0 if v2 else a.has_confidence
-        rest = 1.0 - both
-        values += [both * a.conf_mean + rest, both * b.conf_mean + rest,
-                   both * a.conf_min + rest, both * b.conf_min + rest]
-    else:
-        values += [1.0, 1.0, 1.0, 1.0]
+        if b.has_height:
+            both = a.has_height
+            values += [both * a.height, both * b.height, both * abs(a.height - b.height)]
+        else:
+            values += [0.0, 0.0, 0.0]
+        if b.has_confidence:
+            both = a.has_confidence
+            rest = 1.0 - both
+            values += [both * a.conf_mean + rest, both * b.conf_mean + rest,
+                       both * a.conf_min + rest, both * b.conf_min + rest]
+        else:
+            values += [1.0, 1.0, 1.0, 1.0]
     values.append(1.0 - abs(a.direction - b.direction) * 0.5)
 
     # 29-42: A's tail line projected onto B's head (REFERENCE.md §1.3), times u from B's start.
     gap = b.t_start - a.t_end
     # A one-sample window has statsmodels' minimum-norm line through (t~, z), t~ = its time after
     # tau0 = min(tA0, tB0): nonzero only when B starts before A. Longer windows: lag = 0, q = 1.
-    lag = a.tail_single * ops.maximum(-gap, 0.0)
-    q = 1.0 / (1.0 + lag * lag)
-    slope_x = a.slope_x + a.tail_x * lag * q
-    slope_y = a.slope_y + a.tail_y * lag * q
-    # e = z - (c + slope u), with c the line's value at u = 0.
-    mean_x = b.head_x_mean - (a.tail_x + a.slope_x * (gap + a.tail_lag)) * q - slope_x * b.head_u_mean
-    mean_y = b.head_y_mean - (a.tail_y + a.slope_y * (gap + a.tail_lag)) * q - slope_y * b.head_u_mean
+    # The values at u = 0 of A's line (c), then the errors e = z - (c + slope u).
+    lead = gap + a.tail_lag
+    at_x = a.tail_x + a.slope_x * lead
+    at_y = a.tail_y + a.slope_y * lead
+    if ops.any(a.tail_single):
+        lag = a.tail_single * ops.maximum(-gap, 0.0)
+        q = 1.0 / (1.0 + lag * lag)
+        slope_x = a.slope_x + a.tail_x * lag * q
+        slope_y = a.slope_y + a.tail_y * lag * q
+        at_x = at_x * q
+        at_y = at_y * q
+    else:  # the same numbers with lag = 0, q = 1, without the arithmetic
+        slope_x, slope_y = a.slope_x, a.slope_y
+    mean_x = b.head_x_mean - at_x - slope_x * b.head_u_mean
+    mean_y = b.head_y_mean - at_y - slope_y * b.head_u_mean
     off_x = slope_x - b.head_x_own
     off_y = slope_y - b.head_y_own
     var_x = b.head_x_resvar + b.head_u_var * (off_x * off_x)
@@ -566,8 +591,14 @@ class FeatureExtractor:
         columns = _Columns(np.concatenate([sa.a_row for sa in list_sa]))
         with np.errstate(all="ignore"):
             values = _pair_values(columns, sb, _ArrayOps, self._v2)
+        # Columns that depend on A are arrays, those of B alone are numbers: two assignments.
+        columns, numbers = [], []
         for j, i in enumerate(self._index):
-            out[:, j] = values[i]
+            (columns if isinstance(values[i], np.ndarray) else numbers).append(j)
+        if numbers:
+            out[:, numbers] = [values[self._index[j]] for j in numbers]
+        if columns:
+            out[:, columns] = np.array([values[self._index[j]] for j in columns]).T
         return out
 
     def pair(self, doc_a: Mapping[str, Any], doc_b: Mapping[str, Any]) -> np.ndarray:

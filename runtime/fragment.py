@@ -43,6 +43,11 @@ class FragmentError(ValueError):
 
 def fragment_id(doc: Mapping[str, Any], index: int | None = None) -> str:
     """The `_id` of a document as a string; accepts `{"$oid": "..."}` and plain strings."""
+    if type(doc) is dict:
+        # Fast path for the common case (every cache lookup of every cost call comes here).
+        raw = doc.get("_id")
+        if type(raw) is str and raw:
+            return raw
     if not isinstance(doc, Mapping):
         raise FragmentError(None, "<document>", f"expected a JSON object, got {type(doc).__name__}", index)
     try:
