@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from training.promote import PromotionRefused, promote
 from training.promote import main as promote_cli
-from training.runs import analyse_curves, best_run, find_runs, load_run
+from training.runs import analyse_curves, best_run, find_runs
 from training.runs import main as runs_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -1,6 +1,5 @@
 """Tuning: search spaces sample valid configurations, a study runs, prunes and resumes from its storage,
 and two processes share one SQLite study without colliding."""
-import importlib
 import json
 import os
 import subprocess

@@ -203,14 +203,15 @@ def analyse_curves(history: Sequence[Mapping], *, k: int = 3, max_epochs: int | 
             break
     if n >= 2:
         at_max = stopped == "max_epochs" or (max_epochs is not None and n >= max_epochs)
-        if at_max and n > k:
+        if at_max:
+            split = n - k if n > k else 1  # short runs: the first epoch against the rest
             for key, label in (("val_average_precision", "validation AP"), ("val_roc_auc", "validation ROC-AUC")):
-                series = [v for v in _series(history, key)]
-                before = [v for v in series[:-k] if v is not None]
-                last = [v for v in series[-k:] if v is not None]
+                series = _series(history, key)
+                before = [v for v in series[:split] if v is not None]
+                last = [v for v in series[split:] if v is not None]
                 if before and last and max(last) > max(before) + min_delta:
-                    report.not_converged.append(f"{label} still improving in the last {k} epochs at max epochs "
-                                                f"({max(before):.4f} -> {max(last):.4f})")
+                    report.not_converged.append(f"{label} still improving in the last {n - split} epochs at max "
+                                                f"epochs ({max(before):.4f} -> {max(last):.4f})")
         losses = [v for v in train if v is not None]
         if len(losses) >= 2 and min(losses[-k:]) >= losses[0] - min_delta * max(abs(losses[0]), 1e-12):
             report.not_converged.append(f"training loss not decreasing ({losses[0]:.4f} -> {losses[-1]:.4f})")
@@ -339,7 +340,10 @@ def plot_curves(runs: Sequence[Run], path: str, k: int = 3) -> None:
                 if epoch in epochs and series[epochs.index(epoch)] is not None:
                     ax.plot([epoch], [series[epochs.index(epoch)]], marker, color=colour, ms=10)
             ax.set_title(title)
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)

@@ -29,7 +29,8 @@ from .models import TORCH_KINDS, model_module
 from .pairs import BHAT_PARAM, DatasetSpec, ScenarioPairs
 
 __all__ = ["KINDS", "OBJECTIVES", "DEFAULT_STORAGE", "TARGET_FPR", "search_space_of", "tpr_at_fpr",
-           "open_study", "tune", "StudyMismatch", "promote_command", "main"]
+           "open_study", "tune", "TrialObjective", "StudyMismatch", "check_idf1_available", "promote_command",
+           "main"]
 
 KINDS = ("lr",) + TORCH_KINDS
 OBJECTIVES = {
@@ -39,8 +40,8 @@ OBJECTIVES = {
 }
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
 TARGET_FPR = 0.005
-# Model-kind defaults of the train-* commands: sequence models subsample training negatives.
-DEFAULT_MAX_NEG = {"siamese": 8.0, "tcn": 8.0, "transformer": 8.0}
+# The train-* commands' defaults (training/cli.py): training negatives per positive, per model kind.
+DEFAULT_MAX_NEG = {"mlp": 30.0, "siamese": 8.0, "tcn": 8.0, "transformer": 8.0}
 # The reference stitcher setting the learned costs are calibrated for (thresholds 3 / 4).
 STITCH_ARGS = {**BHAT_PARAM, "stitch_thresh": 3.0, "master_stitch_thresh": 4.0}
 FAILED_TRIAL_ERRORS = (ValueError, RuntimeError, FloatingPointError)
@@ -83,6 +84,17 @@ def _ensure_sqlite_folder(url: str) -> None:
         os.makedirs(folder, exist_ok=True)
 
 
+def _shown(url: str) -> str:
+    """The storage URL with any password masked, for progress lines and errors."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def _storage(url: str):
     """An RDB storage for any SQLAlchemy URL; SQLite waits for locks instead of failing under concurrency."""
     import optuna
@@ -93,6 +105,8 @@ def _storage(url: str):
     except ArgumentError:
         raise ValueError(f"--storage {url!r} is not an SQLAlchemy URL (e.g. sqlite:///runs/optuna.db, "
                          f"postgresql://user:pass@host/db)") from None
+    except OSError as exc:
+        raise ValueError(f"cannot create the folder of storage {url}: {exc.strerror}") from None
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     last: Exception | None = None
     # Two processes creating the tables of a fresh database at once can race; the loser retries.
@@ -104,7 +118,7 @@ def _storage(url: str):
             if isinstance(exc, ImportError):
                 break
             time.sleep(0.5 * (attempt + 1))
-    raise ValueError(f"cannot open storage {url}: {str(last).splitlines()[0]}")
+    raise ValueError(f"cannot open storage {_shown(url)}: {str(last).splitlines()[0]}")
 
 
 def open_study(storage: str, study_name: str, setup: Mapping[str, Any], *, pruner=None, sampler=None):
@@ -169,8 +183,8 @@ def check_idf1_available() -> None:
     import importlib
 
     missing = []
-    for module, what in (("export.export", "export/export.py (export API)"), ("runtime.onnx_cost", "runtime/onnx_cost.py"),
-                         ("pp_lite", "pp_lite.py"),
+    for module, what in (("export.export", "export/export.py (export API)"),
+                         ("runtime.onnx_cost", "runtime/onnx_cost.py"), ("pp_lite", "pp_lite.py"),
                          ("training.evaluate", "training/evaluate.py (evaluate_tracking)")):
         try:
             importlib.import_module(module)
@@ -380,7 +394,7 @@ def tune(kind: str, n_trials: int, spec: DatasetSpec, data_dir: str = "data", *,
         say(f"trial {frozen.number}: {state}{extra}, {objective} {value}, {frozen.params}; {best}")
 
     if progress:
-        say(f"study {study_name!r} ({storage}): {done_before} earlier trials; adding {n_trials} "
+        say(f"study {study_name!r} ({_shown(storage)}): {done_before} earlier trials; adding {n_trials} "
             f"({kind}, objective {objective}: {OBJECTIVES[objective]})")
     study.optimize(objective_fn, n_trials=n_trials, n_jobs=n_jobs, timeout=timeout,
                    catch=FAILED_TRIAL_ERRORS, callbacks=[on_trial])
@@ -406,7 +420,6 @@ def _report(study, objective: str) -> None:
 
 
 @click.command("tune")
-@data_options
 @click.option("--model", "kind", type=click.Choice(KINDS), required=True, help="Model kind to tune.")
 @click.option("--trials", "n_trials", type=click.IntRange(min=1), default=20, show_default=True,
               help="Trials this command adds to the study (running it again continues the study).")
@@ -436,6 +449,7 @@ def _report(study, objective: str) -> None:
               help="Seed of the TPE sampler (reproducible suggestions; leave unset when several processes "
                    "share a study, or they suggest the same configurations).")
 @click.option("--timeout", type=float, default=None, help="Stop starting new trials after this many seconds.")
+@data_options
 def main(kind, n_trials, storage, study_name, objective, n_jobs, runs_dir, pruner_name, startup_trials,
          warmup_epochs, epochs, max_neg_per_pos, sampler_seed, timeout, **kw):
     """Tune a model's hyperparameters with Optuna; every trial is a run folder that `runs` and `promote` read."""
