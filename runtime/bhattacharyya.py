@@ -121,8 +121,8 @@ class _Window:
     `offset[j]` >= 0 is the time distance of sample j from the junction (head: t - t[0]; tail:
     t[-1] - t), so the cone time of a pair is tau = gap + offset; index 0 is the earliest sample.
     `basis` (5, m) holds the rows [offset, 1, x, y, offset - offset[0]] that every pair's
-    per-sample quantities are linear combinations of (see `_coefficient_matrices`). `padded` (7, 25) is the
-    batch path's block: the basis padded to WINDOW_SAMPLES with copies of sample 0 (finite, and
+    per-sample quantities are linear combinations of (see `_coefficient_matrices`). `padded`
+    (1, 7, 25) is the batch path's block: the basis padded to WINDOW_SAMPLES with copies of sample 0 (finite, and
     masked out), row 5 the sample mask, row 6 starting with (offset[0], var y, m). `samples` holds
     (offset, offset - offset[0], x, y) per sample as Python floats for the single-pair path.
     """
@@ -217,7 +217,8 @@ def _summarize(doc: Mapping[str, Any]) -> _Summary:
 # base = intercept + slope gap, scale_x the predicted spread at the first measured sample and
 # scale_y = max(std of the measured y, cy) (REFERENCE.md §2.1 steps 9-10). `_pair_coefficients`
 # (floats, one pair) and `_coefficient_matrices` (arrays, many pairs) evaluate these with the same
-# operations in the same order, so both paths give the same bits.
+# operations in the same order, so both paths start from the same coefficients; the distances then
+# differ only by summation order and the matrix product's rounding (~1e-15 relative).
 _MATRIX_TEMPLATE = np.zeros((1, 6, 5))
 _MATRIX_TEMPLATE[0, 0, 2] = _MATRIX_TEMPLATE[0, 1, 3] = -1.0
 
@@ -278,7 +279,7 @@ def _distance(coefficients: np.ndarray, basis: np.ndarray, mask: np.ndarray | No
     Parameters
     ----------
     coefficients : (K, 6, 5) from `_coefficient_matrices`.
-    basis : (K, 5, m) or (5, m) window basis rows.
+    basis : (K, 5, m) window basis rows.
     mask : (K, 1, m) 1 for real samples, 0 for padding; None when there is no padding.
     one_by_one : sum the logs one by one instead of taking the log of their product, for the
         rare pairs whose product overflows (an infinite distance).
@@ -308,9 +309,9 @@ def _distance(coefficients: np.ndarray, basis: np.ndarray, mask: np.ndarray | No
 def _distance_of_pair(coefficients: tuple, samples: tuple) -> float:
     """`_distance` for one pair, in Python floats: cheaper than numpy calls on <= 25 samples.
 
-    Same terms, from `_pair_coefficients` (the non-constant entries of the coefficient matrix). Python float
-    arithmetic never raises on overflow here (denominators are >= cx^2, cy^2 > 0); an overflow
-    becomes inf or nan, which the caller maps to 1e6.
+    Same terms, from `_pair_coefficients` (the non-constant entries of the coefficient matrix).
+    Python float arithmetic never raises here (every denominator is >= 2 cx^2 or 2 cy^2 > 0); an
+    overflow becomes inf or nan, which the caller maps to 1e6.
     """
     (slope_x, base_x, slope_y, base_y, growth_x, growth_y, base_ey,
      rate_hx, base_hx, rate_hy, base_hy) = coefficients

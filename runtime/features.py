@@ -6,10 +6,10 @@ Two versioned schemas share the names and order of `training_dataset_advanced.np
   models trained on that npz.
 - ``i24-47-v2`` (the default) applies FEATURES.md §1's corrections; see `FeatureExtractor`.
 
-Everything that depends on one fragment (validation, windows, the WLS fit of its tail, moments of
-its head, curvature, means) is computed once per fragment and cached (`FragmentFeatures`); a pair
-costs Python arithmetic on those numbers plus one small matrix product for the projection maxima,
-and `FeatureExtractor.batch` does the same arithmetic on columns for many candidates at once.
+Everything that depends on one fragment (validation, windows, the WLS fit of its tail, moments and
+convex hulls of its head, curvature, means) is computed once per fragment and cached
+(`FragmentFeatures`); a pair costs Python arithmetic on those numbers plus a maximum over a few hull
+points, and `FeatureExtractor.batch` runs the same arithmetic on columns for many candidates at once.
 """
 from __future__ import annotations
 
@@ -159,8 +159,8 @@ class FragmentFeatures:
     __slots__ = _A_FIELDS + (
         "schema", "id", "n", "t_start", "gap_start", "vel_first", "vel_den",
         "head_m", "head_u_mean", "head_u_var", "head_x_mean", "head_x_var", "head_y_mean", "head_y_var",
-        "head_x_own", "head_y_own", "head_x_resvar", "head_y_resvar", "head_log_var", "head_extremes", "head_extreme_block", "has_vact", "vact_x", "vact_y",
-        "a_row",
+        "head_x_own", "head_y_own", "head_x_resvar", "head_y_resvar", "head_log_var",
+        "head_extremes", "head_extreme_block", "has_vact", "vact_x", "vact_y", "a_row",
     )
 
     def __repr__(self) -> str:
@@ -312,7 +312,9 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
     s.head_m = m_head
     s.head_u_mean, s.head_x_mean, s.head_y_mean = float(u.mean()), float(xh.mean()), float(yh.mean())
     uc, xc, yc = u - s.head_u_mean, xh - s.head_x_mean, yh - s.head_y_mean
-    s.head_u_var, s.head_x_var, s.head_y_var = float(uc @ uc) / m_head, float(xc @ xc) / m_head, float(yc @ yc) / m_head
+    s.head_u_var = float(uc @ uc) / m_head
+    s.head_x_var = float(xc @ xc) / m_head
+    s.head_y_var = float(yc @ yc) / m_head
     # The variance of a pair's projection errors is var(zc - s uc) = r + var_u (s - s*)^2, with s*
     # the head's own least-squares slope and r its residual variance (computed from the residuals):
     # two non-negative terms, where var_z - 2 s cov + s^2 var_u would cancel catastrophically.
@@ -397,7 +399,7 @@ class _ArrayOps:
         return np.where(d < COEFF_CUTOFF, np.exp(-np.minimum(d, COEFF_CUTOFF)), 0.0)
 
 
-def _pair_values(a, b: FragmentFeatures, ops, v2: bool) -> tuple:
+def _pair_values(a, b: FragmentFeatures, ops, v2: bool) -> list:
     """The 47 features in `FEATURE_NAMES` order for A (floats or (K,) columns) against one B.
 
     Only arithmetic that works on floats and arrays alike, plus `ops`; conditions on A are written
@@ -427,7 +429,8 @@ def _pair_values(a, b: FragmentFeatures, ops, v2: bool) -> tuple:
     # 15-27: dimensions and confidence. v1 (D3): height and confidence need both fragments.
     values += [a.length, b.length, abs(a.length - b.length), a.width, b.width, abs(a.width - b.width)]
     if v2:
-        values += [a.height, b.height, abs(a.height - b.height), a.conf_mean, b.conf_mean, a.conf_min, b.conf_min]
+        values += [a.height, b.height, abs(a.height - b.height),
+                   a.conf_mean, b.conf_mean, a.conf_min, b.conf_min]
     else:
         if b.has_height:
             both = a.has_height
@@ -444,14 +447,14 @@ def _pair_values(a, b: FragmentFeatures, ops, v2: bool) -> tuple:
     values.append(1.0 - abs(a.direction - b.direction) * 0.5)
 
     # 29-42: A's tail line projected onto B's head (REFERENCE.md §1.3), times u from B's start.
+    # at = the line's value at u = 0; the projection errors are e = z - (at + slope u).
     gap = b.t_start - a.t_end
-    # A one-sample window has statsmodels' minimum-norm line through (t~, z), t~ = its time after
-    # tau0 = min(tA0, tB0): nonzero only when B starts before A. Longer windows: lag = 0, q = 1.
-    # The values at u = 0 of A's line (c), then the errors e = z - (c + slope u).
     lead = gap + a.tail_lag
     at_x = a.tail_x + a.slope_x * lead
     at_y = a.tail_y + a.slope_y * lead
     if ops.any(a.tail_single):
+        # A one-sample window has statsmodels' minimum-norm line through (lag, z), lag = the
+        # sample's time after tau0 = min(tA0, tB0): nonzero only when B starts before A.
         lag = a.tail_single * ops.maximum(-gap, 0.0)
         q = 1.0 / (1.0 + lag * lag)
         slope_x = a.slope_x + a.tail_x * lag * q
@@ -536,7 +539,8 @@ class FeatureExtractor:
     vehicles, repeated positions); vel_ratio is 0 when B's first speed is exactly -1e-6.
     """
 
-    def __init__(self, schema: str = DEFAULT_SCHEMA, names: Sequence[str] | None = None, cache_size: int = 4096):
+    def __init__(self, schema: str = DEFAULT_SCHEMA, names: Sequence[str] | None = None,
+                 cache_size: int = 4096):
         if schema not in SCHEMAS:
             raise ValueError(f"unknown feature schema {schema!r}; known: {', '.join(SCHEMAS)}")
         self.schema = schema
@@ -565,7 +569,8 @@ class FeatureExtractor:
 
     def _check(self, summary: FragmentFeatures) -> None:
         if summary.schema != self.schema:
-            raise ValueError(f"summary of {summary.id!r} follows {summary.schema!r}, this extractor {self.schema!r}")
+            raise ValueError(f"summary of {summary.id!r} follows {summary.schema!r}, "
+                             f"this extractor {self.schema!r}")
 
     def pair_from_summaries(self, sa: FragmentFeatures, sb: FragmentFeatures) -> np.ndarray:
         """Features of the pair (A = `sa` earlier, B = `sb` later) as a float64 vector of len(names)."""
@@ -591,14 +596,14 @@ class FeatureExtractor:
         columns = _Columns(np.concatenate([sa.a_row for sa in list_sa]))
         with np.errstate(all="ignore"):
             values = _pair_values(columns, sb, _ArrayOps, self._v2)
-        # Columns that depend on A are arrays, those of B alone are numbers: two assignments.
-        columns, numbers = [], []
+        # Features that depend on A are arrays, those of B alone are numbers: two assignments.
+        varying, constant = [], []
         for j, i in enumerate(self._index):
-            (columns if isinstance(values[i], np.ndarray) else numbers).append(j)
-        if numbers:
-            out[:, numbers] = [values[self._index[j]] for j in numbers]
-        if columns:
-            out[:, columns] = np.array([values[self._index[j]] for j in columns]).T
+            (varying if isinstance(values[i], np.ndarray) else constant).append(j)
+        if constant:
+            out[:, constant] = [values[self._index[j]] for j in constant]
+        if varying:
+            out[:, varying] = np.array([values[self._index[j]] for j in varying]).T
         return out
 
     def pair(self, doc_a: Mapping[str, Any], doc_b: Mapping[str, Any]) -> np.ndarray:

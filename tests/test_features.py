@@ -193,8 +193,8 @@ def _reference(doc_a, doc_b, v2):
         f["velocity_mismatch_x"] = abs(f["velocity_fit_x"] - vx)
         f["velocity_mismatch_y"] = abs(by - vy)
     else:
-        for key in ("velocity_actual_x_mean", "velocity_actual_y_mean", "velocity_mismatch_x", "velocity_mismatch_y"):
-            f[key] = 0.0
+        for axis in ("x", "y"):
+            f[f"velocity_actual_{axis}_mean"] = f[f"velocity_mismatch_{axis}"] = 0.0
     f["curvature_a_mean"], f["curvature_a_std"] = _curvature(xa, ya, ta - ta[0], v2)
     f["curvature_b_mean"], f["curvature_b_std"] = _curvature(xb, yb, tb - tb[0], v2)
     f["curvature_diff"] = abs(f["curvature_a_mean"] - f["curvature_b_mean"])
@@ -375,16 +375,18 @@ def test_names_subset_and_validation():
     names = ["bhattacharyya_coeff", "time_gap", "y_diff"]
     extractor = FeatureExtractor(SCHEMA_V2, names)
     full = FeatureExtractor(SCHEMA_V2).pair(VECTOR_A, VECTOR_B)
-    np.testing.assert_array_equal(extractor.pair(VECTOR_A, VECTOR_B), full[[FEATURE_NAMES.index(n) for n in names]])
+    selected = full[[FEATURE_NAMES.index(n) for n in names]]
+    np.testing.assert_array_equal(extractor.pair(VECTOR_A, VECTOR_B), selected)
     assert extractor.batch([VECTOR_A] * 2, VECTOR_B).shape == (2, 3)
     assert extractor.batch([], VECTOR_B).shape == (0, 3)
-    np.testing.assert_array_equal(pair_features(VECTOR_A, VECTOR_B, SCHEMA_V2, names), extractor.pair(VECTOR_A, VECTOR_B))
+    np.testing.assert_array_equal(pair_features(VECTOR_A, VECTOR_B, SCHEMA_V2, names), selected)
     with pytest.raises(ValueError, match="velocity_fit_z.*valid names: time_gap, duration_a"):
         FeatureExtractor(SCHEMA_V2, ["time_gap", "velocity_fit_z"])
     with pytest.raises(ValueError, match="unknown feature schema"):
         FeatureExtractor("i24-47-v9")
     with pytest.raises(ValueError, match="follows"):
-        extractor.pair_from_summaries(FeatureExtractor(SCHEMA_V1).summarize(VECTOR_A), extractor.summarize(VECTOR_B))
+        extractor.pair_from_summaries(FeatureExtractor(SCHEMA_V1).summarize(VECTOR_A),
+                                      extractor.summarize(VECTOR_B))
 
 
 def test_schema_hash():
