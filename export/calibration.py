@@ -21,8 +21,9 @@ sentinel and makes float32 models verifiable: an outlier pair with logit -4e6 ha
 rounding error near 0.5 in its (meaningless) uncapped cost of 3e6, which no parity tolerance on
 the cost scale could accept. In float64 both bounds are exact: 0 <= cost <= C.
 
-In the graph each softplus is evaluated in the overflow-free form max(u, 0) + log(1 + exp(-k|u|)) / k,
-in float64.
+Here (numpy, the reference) each softplus is evaluated in the overflow-free form
+max(u, 0) + log(1 + exp(-k|u|)) / k; the graph computes the same map in float64 with the constants
+folded (`graph_constants`), in nine nodes.
 """
 from __future__ import annotations
 
@@ -49,11 +50,13 @@ __all__ = [
     "calibration_report",
     "fold_calibration",
     "calibration_graph",
+    "graph_constants",
 ]
 
 REFERENCE_THRESH = 3.0  # T: the stitcher's stitch_thresh the costs are scaled to
 MASTER_THRESH = 4.0     # master_stitch_thresh, reported alongside T
 SOFTPLUS_K = 4.0
+FIT_FENCE = 10.0  # the Platt fit leaves out logits beyond this many interquartile ranges from the quartiles
 COST_CEILING = 100.0  # C: costs saturate smoothly below it (see the module docstring)
 SCALE_RANGE = (0.1, 10.0)
 STRATEGIES = ("fpr_ceiling", "precision_floor")
@@ -93,6 +96,8 @@ class Calibration:
     median_bhattacharyya_pos: float = float("nan")
     median_calibrated_logit_pos: float = float("nan")
     operating: dict = field(default_factory=dict)  # tpr, fpr, precision, pair index on the calibration split
+    platt_fit_range: tuple = ()                     # raw logits outside it are left out of the Platt fit
+    platt_fit_excluded: int = 0                     # how many calibration pairs that left out
 
     @property
     def delta(self) -> float:
@@ -122,6 +127,7 @@ class Calibration:
     def to_json(self) -> dict:
         out = asdict(self)
         out["delta"] = self.delta
+        out["graph_constants"] = graph_constants(self)
         out["cost_formula"] = ("f = softplus_k(T - s*(a*z + b - z_star) - delta); cost = ceiling - softplus_k(ceiling - f); "
                                "softplus_k(u) = log(1+exp(k*u))/k; delta = -log(1-exp(-k*T))/k")
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
@@ -279,12 +285,24 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray, bhat: np.ndarray, st
     bhat = np.asarray(bhat, dtype=np.float64).ravel()
     if bhat.shape != z.shape:
         raise CalibrationFitError(f"{bhat.size} Bhattacharyya costs for {z.size} pairs")
-    a, b = fit_platt(z, y)
+    # Platt's fit is a likelihood over every pair, so a few absurd logits (a feature far outside the
+    # training range, e.g. vel_ratio = 4e7 when B's first speed is ~0, sends a linear model to z = 1e7)
+    # would flatten the slope to ~0; clipping them is not enough (a cluster of negatives at the top
+    # still flattens it). The fit leaves out logits beyond 10 interquartile ranges from the quartiles
+    # (a healthy model's logits never get there); the operating point, the scale, the metrics and the
+    # graph use every pair.
+    q25, q75 = (float(q) for q in np.quantile(z, (0.25, 0.75)))
+    lo, hi = q25 - FIT_FENCE * (q75 - q25), q75 + FIT_FENCE * (q75 - q25)
+    inside = (z >= lo) & (z <= hi)
+    if not 0 < int(y[inside].sum()) < int(inside.sum()):
+        inside[:] = True
+    a, b = fit_platt(z[inside], y[inside])
     zc = a * z + b
     op = operating_point(zc, y, strategy, max_fpr, min_precision)
     scale = cost_scale(zc[y == 1], bhat[y == 1], op["z_star"], T)
     target = max_fpr if strategy == "fpr_ceiling" else min_precision
-    return Calibration(a=a, b=b, z_star=op.pop("z_star"), s=scale["s"], T=float(T), k=float(k), strategy=strategy,
+    return Calibration(platt_fit_range=(lo, hi), platt_fit_excluded=int((~inside).sum()),
+                       a=a, b=b, z_star=op.pop("z_star"), s=scale["s"], T=float(T), k=float(k), strategy=strategy,
                        target=float(target), s_unclipped=scale["s_unclipped"],
                        median_bhattacharyya_pos=scale["median_bhattacharyya_pos"],
                        median_calibrated_logit_pos=scale["median_calibrated_logit_pos"], operating=op)
@@ -320,54 +338,49 @@ def calibration_report(costs: np.ndarray, labels: np.ndarray, probability: np.nd
 # ------------------------------------------------------------------------------------------------------
 # ONNX: the same map as nodes.
 
+def graph_constants(calibration: Calibration) -> dict:
+    """The folded constants the graph uses, in units of k (so each softplus is one plain Softplus node).
+
+    v = k (c - delta) = v0 - v1 z    with v0 = k (T - delta + s z* - s b), v1 = k s a
+    F = softplus(min(v, v_max))      = k f      (v_max = k (C + 50): beyond it f > C + 50 and the cost
+                                                 is C to the last bit anyway, so clipping changes
+                                                 nothing while keeping exp() finite)
+    cost = (k C - softplus(k C - F)) / k
+    Both Softplus arguments are <= k C + 50 k, so onnxruntime's log(exp(x) + 1) cannot overflow.
+    """
+    k, cal = calibration.k, calibration
+    return {"v0": k * (cal.T - cal.delta + cal.s * cal.z_star - cal.s * cal.b), "v1": k * cal.s * cal.a,
+            "v_max": k * (cal.ceiling + 50.0), "k_ceiling": k * cal.ceiling, "inv_k": 1.0 / k}
+
+
 def calibration_graph(calibration: Calibration, logit: str, cost: str = "cost", prefix: str = "calibration/"):
     """Nodes and initializers computing `cost` (float64, shape (N,)) from the tensor named `logit`.
 
-    The logit may be float32 or float64; it is cast to float64 first so the map adds no rounding of its own.
+    The logit may be float32 or float64; it is cast to float64 first so the map adds no rounding of its
+    own. Nine nodes (see `graph_constants`): the map runs on every pair, so it is kept short.
     Returns (nodes, initializers).
     """
     from onnx import TensorProto, helper, numpy_helper
 
     p = prefix
-    consts = {
-        "a": calibration.a, "b": calibration.b, "z_star": calibration.z_star, "s": calibration.s,
-        "t_minus_delta": calibration.T - calibration.delta, "minus_k": -calibration.k, "one": 1.0,
-        "inv_k": 1.0 / calibration.k, "ceiling": calibration.ceiling,
-    }
+    consts = graph_constants(calibration)
     inits = [numpy_helper.from_array(np.asarray(v, dtype=np.float64), p + name) for name, v in consts.items()]
-    n = lambda op, ins, out: helper.make_node(op, ins, [p + out], name=p + out)  # noqa: E731
+
+    def n(op, ins, out):
+        return helper.make_node(op, [i if i == logit else p + i for i in ins], [p + out], name=p + out)
+
     nodes = [
         helper.make_node("Cast", [logit], [p + "z"], name=p + "z", to=TensorProto.DOUBLE),
-        n("Mul", [p + "z", p + "a"], "az"),
-        n("Add", [p + "az", p + "b"], "z_cal"),                      # z' = a z + b
-        n("Sub", [p + "z_cal", p + "z_star"], "margin"),             # z' - z*
-        n("Mul", [p + "margin", p + "s"], "scaled_margin"),          # s (z' - z*)
-        n("Sub", [p + "t_minus_delta", p + "scaled_margin"], "u"),   # u = c - delta
-        *_softplus_nodes(p, "u", "floor"),                          # f = softplus_k(u)
-        n("Sub", [p + "ceiling", p + "floor"], "headroom"),         # C - f
-        *_softplus_nodes(p, "headroom", "soft_headroom"),
-        helper.make_node("Sub", [p + "ceiling", p + "soft_headroom"], [cost], name=p + "cost"),  # C - softplus_k(C - f)
+        n("Mul", ["z", "v1"], "v1_z"),
+        n("Sub", ["v0", "v1_z"], "v"),                  # v = k (c - delta), c = T - s (a z + b - z*)
+        n("Min", ["v", "v_max"], "v_clipped"),
+        n("Softplus", ["v_clipped"], "floor_k"),        # k f, f = softplus_k(c - delta)
+        n("Sub", ["k_ceiling", "floor_k"], "headroom_k"),
+        n("Softplus", ["headroom_k"], "soft_headroom_k"),
+        n("Sub", ["k_ceiling", "soft_headroom_k"], "cost_k"),
+        helper.make_node("Mul", [p + "cost_k", p + "inv_k"], [cost], name=p + "cost"),  # C - softplus_k(C - f)
     ]
     return nodes, inits
-
-
-def _softplus_nodes(p: str, x: str, out: str) -> list:
-    """softplus_k(x) = max(x, 0) + log(1 + exp(-k|x|)) / k as nodes (no overflow for any x)."""
-    from onnx import helper
-
-    def n(op, ins, name):
-        return helper.make_node(op, ins, [p + name], name=p + name)
-
-    return [
-        n("Relu", [p + x], f"{out}/pos"),
-        n("Abs", [p + x], f"{out}/abs"),
-        n("Mul", [p + f"{out}/abs", p + "minus_k"], f"{out}/neg_k_abs"),
-        n("Exp", [p + f"{out}/neg_k_abs"], f"{out}/exp"),
-        n("Add", [p + f"{out}/exp", p + "one"], f"{out}/one_plus_exp"),
-        n("Log", [p + f"{out}/one_plus_exp"], f"{out}/log"),
-        n("Mul", [p + f"{out}/log", p + "inv_k"], f"{out}/tail"),
-        n("Add", [p + f"{out}/pos", p + f"{out}/tail"], out),
-    ]
 
 
 def fold_calibration(model, logit: str, calibration: Calibration, cost: str = "cost", batch_dim: str = "N"):

@@ -64,12 +64,14 @@ def dataset_spec_of_run(run_dir: str, data_dir: str | None = None):
 
 
 def _versions() -> dict:
-    out = {"python": platform.python_version(), "numpy": np.__version__}
-    for name, module in (("onnx", "onnx"), ("onnxruntime", "onnxruntime"), ("torch", "torch"),
-                         ("scikit-learn", "sklearn"), ("skl2onnx", "skl2onnx"), ("onnxscript", "onnxscript")):
+    """Versions of everything that produced or serves the artifact (from package metadata: no imports)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "onnx", "onnxruntime", "torch", "scikit-learn", "skl2onnx", "onnxscript"):
         try:
-            out[name] = __import__(module).__version__
-        except ImportError:
+            out[name] = version(name)
+        except PackageNotFoundError:
             out[name] = None
     return out
 
@@ -105,19 +107,23 @@ def _plot(path: str, calibration: Calibration, splits: dict) -> None:
     from training.metrics import expected_calibration_error
 
     fig, axes = plt.subplots(1, len(splits) + 1, figsize=(5.2 * (len(splits) + 1), 4.2))
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.13, top=0.86, wspace=0.25)  # tight_layout costs seconds
     top = max(12.0, MASTER_THRESH * 3)
     bins = np.linspace(0.0, top, 97)
     for ax, (name, (costs, labels, prob)) in zip(axes, splits.items()):
         shown = np.clip(costs, 0.0, top)
-        ax.hist(shown[labels == 0], bins=bins, color="tab:red", alpha=0.55, label=f"negatives ({(labels == 0).sum()})")
-        ax.hist(shown[labels == 1], bins=bins, color="tab:green", alpha=0.7, label=f"positives ({(labels == 1).sum()})")
+        # one polygon per class ("stepfilled"), not one patch per bar: ten times faster to draw
+        ax.hist(shown[labels == 0], bins=bins, color="tab:red", alpha=0.55, histtype="stepfilled",
+                label=f"negatives ({(labels == 0).sum()})")
+        ax.hist(shown[labels == 1], bins=bins, color="tab:green", alpha=0.7, histtype="stepfilled",
+                label=f"positives ({(labels == 1).sum()})")
         for t, style in ((calibration.T, "-"), (MASTER_THRESH, "--")):
             ax.axvline(t, color="k", linestyle=style, linewidth=1, label=f"threshold {t:g}")
         ax.set_yscale("log")
         ax.set_xlabel(f"cost (clipped to {top:g})")
         ax.set_ylabel("pairs")
         ax.set_title(f"{name} split")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")  # "best" searches every bar: seconds per plot
     ax = axes[-1]
     edges = np.linspace(0, 1, 11)
     for (name, (_, labels, prob)), marker in zip(splits.items(), ("o", "s")):
@@ -134,10 +140,9 @@ def _plot(path: str, calibration: Calibration, splits: dict) -> None:
     ax.set_xlabel("calibrated P(same vehicle) = sigmoid(a z + b)")
     ax.set_ylabel("observed frequency")
     ax.set_title("reliability")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(f"a={calibration.a:.3g} b={calibration.b:.3g} z*={calibration.z_star:.3g} s={calibration.s:.3g} "
                  f"T={calibration.T:g} ({calibration.strategy} {calibration.target:g})", fontsize=10)
-    fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 

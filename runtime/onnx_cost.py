@@ -28,7 +28,7 @@ import onnxruntime as ort
 from .cache import FragmentCache
 from .cost import INVALID_COST, ConfigError, CostFunctionFactory, StitchCostFunction
 from .files import sha256_bytes
-from .fragment import Fragment
+from .fragment import Fragment, FragmentError, fragment_key
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -537,6 +537,7 @@ class OnnxCostFunction(StitchCostFunction):
             self._cost = _BoundGraph(sessions["model"], [sig["features"]], sig["cost"])
         if self._cost.output[2] != ():
             raise SignatureMismatchError(f"{where}: the cost output must have shape (N,)")
+        self._single = self._cost.buffers(1)
         self._lock = threading.Lock()
         self._cache = FragmentCache(self._summarize, cache_size)
 
@@ -567,6 +568,19 @@ class OnnxCostFunction(StitchCostFunction):
                 "feature_schema": self.schema, "calibration": self.manifest.get("calibration", {})}
 
     # -- per pair --------------------------------------------------------------------------------------
+    def _score_pair(self, entry_a: _Entry, entry_b: _Entry) -> float:
+        """The cost of one pair: scalar feature arithmetic, one graph call on the batch-1 buffers."""
+        features = self._extractor.pair_from_summaries(entry_a.summary, entry_b.summary)
+        with self._lock:
+            bufs, out, bound = self._single
+            if self.sequence:
+                bufs[0][0] = entry_a.tail
+                bufs[1][0] = entry_b.head
+            bufs[-1][0] = features
+            self._cost.run(bound)
+            cost = float(out[0])
+        return cost if math.isfinite(cost) else INVALID_COST
+
     def _score(self, entries_a: Sequence[_Entry], entry_b: _Entry) -> np.ndarray:
         """Costs of `entries_a[i] -> entry_b` in one graph call (float64, non-finite -> 1e6)."""
         k = len(entries_a)
@@ -596,28 +610,37 @@ class OnnxCostFunction(StitchCostFunction):
         b = self._cache.get(track2)
         if gap is None and not 0.0 <= b.t_first - a.t_last <= TIME_WIN:
             return INVALID_COST
-        return float(self._score((a,), b)[0])
+        return self._score_pair(a, b)
 
     def compute_costs(self, tracks1: Sequence[Mapping[str, Any]], track2: Mapping[str, Any], TIME_WIN: float,
                       param: Mapping[str, Any] | None = None) -> np.ndarray:
-        """Costs of many earlier fragments against one new one, in one graph call; equal to `compute_cost`."""
+        """Costs of many earlier fragments against one new one, in one graph call.
+
+        Returns (K,) float64, elementwise equal to `compute_cost` up to feature rounding (~1e-14).
+        """
         k = len(tracks1)
         out = np.full(k, INVALID_COST)
         if k == 0:
             return out
+        # The cache keys carry each candidate's last timestamp: one read serves the gate and the lookup.
+        keys = [fragment_key(doc) for doc in tracks1]
+        try:
+            start = float(track2["timestamp"][0])
+            ends = np.array([key[2] for key in keys], dtype=np.float64)
+        except (KeyError, IndexError, TypeError, ValueError):
+            ends = None
+        if ends is None or np.isnan(ends).any():
+            # something unreadable (e.g. an empty timestamp array): validation names the document and field
+            self._cache.get(track2)
+            self._cache.get_many(tracks1, keys)
+            raise FragmentError(None, "timestamp", "unreadable in a candidate fragment")  # pragma: no cover
+        gaps = start - ends
+        live = np.flatnonzero((gaps >= 0.0) & (gaps <= TIME_WIN))
+        if live.size == 0:
+            return out
         b = self._cache.get(track2)
-        live, entries = [], []
-        for i, track1 in enumerate(tracks1):
-            gap = _document_gap(track1, track2)
-            if gap is not None and not 0.0 <= gap <= TIME_WIN:
-                continue
-            a = self._cache.get(track1)
-            if gap is None and not 0.0 <= b.t_first - a.t_last <= TIME_WIN:
-                continue
-            live.append(i)
-            entries.append(a)
-        if entries:
-            out[live] = self._score(entries, b)
+        entries = self._cache.get_many([tracks1[i] for i in live], [keys[i] for i in live])
+        out[live] = self._score(entries, b)
         return out
 
 

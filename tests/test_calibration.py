@@ -57,6 +57,17 @@ def test_platt_is_finite_on_separable_data_and_refuses_one_class():
         fit_platt(np.r_[z[:-1], np.nan], y)
 
 
+def test_an_absurd_outlier_logit_does_not_flatten_the_fit():
+    z, y = _synthetic(seed=5)
+    clean = fit_calibration(z, y, np.ones_like(z))
+    z_bad = z.copy()
+    z_bad[np.flatnonzero(y == 0)[:60]] = 1e7  # a cluster of negatives with runaway logits (0.3%)
+    cal = fit_calibration(z_bad, y, np.ones_like(z))
+    assert cal.a == pytest.approx(clean.a, rel=0.05) and cal.b == pytest.approx(clean.b, abs=0.15)
+    assert cal.platt_fit_excluded == 60 and cal.platt_fit_range[1] < 1e7
+    assert clean.platt_fit_excluded == 0
+
+
 def test_fpr_ceiling_takes_the_highest_tpr_within_the_ceiling():
     # 1000 negatives at scores 0..999 (/100), 100 positives spread over the top; FPR 0.5% = 5 negatives
     neg = np.arange(1000) / 100.0
@@ -161,7 +172,7 @@ def test_folded_graph_computes_the_same_cost(dtype):
     onnx.checker.check_model(folded, full_check=True)
     assert [o.name for o in folded.graph.output] == ["cost"]
     assert all(n.op_type != "Neg" for n in folded.graph.node)
-    z = np.r_[np.linspace(-300, 300, 2001), cal.logit_at_operating_point()].astype(dtype)
+    z = np.r_[np.linspace(-300, 300, 2001), -1e30, 1e30, cal.logit_at_operating_point()].astype(dtype)
     got = ort.InferenceSession(folded.SerializeToString()).run(["cost"], {"x": z})[0]
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, cal.cost(z.astype(np.float64)), rtol=0, atol=1e-9)
