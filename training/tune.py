@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from typing import Any, Callable, Mapping
 
 import click
@@ -45,6 +46,7 @@ DEFAULT_MAX_NEG = {"mlp": 30.0, "siamese": 8.0, "tcn": 8.0, "transformer": 8.0}
 # The reference stitcher setting the learned costs are calibrated for (thresholds 3 / 4).
 STITCH_ARGS = {**BHAT_PARAM, "stitch_thresh": 3.0, "master_stitch_thresh": 4.0}
 FAILED_TRIAL_ERRORS = (ValueError, RuntimeError, FloatingPointError)
+HEARTBEAT_S = 30
 
 
 class StudyMismatch(ValueError):
@@ -112,7 +114,11 @@ def _storage(url: str):
     # Two processes creating the tables of a fresh database at once can race; the loser retries.
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            # heartbeats let a live worker mark the trials of a killed one as failed instead of running forever
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+                                                  grace_period=4 * HEARTBEAT_S)
         except Exception as exc:  # sqlalchemy OperationalError/IntegrityError, driver import errors
             last = exc
             if isinstance(exc, ImportError):
