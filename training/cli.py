@@ -94,14 +94,16 @@ def torch_options(f):
     return f
 
 
-def _torch_train(kind: str, kw: dict, default_max_neg: float | None = None) -> None:
+def _torch_train(kind: str, kw: dict) -> None:
+    from .train import DEFAULT_MAX_NEG
+
     overrides = {k: v for k, v in (("epochs", kw["epochs"]), ("lr", kw["learning_rate"]),
                                    ("batch_size", kw["batch_size"]), ("patience", kw["patience"])) if v is not None}
     try:
         model_overrides = json.loads(kw["model_config"]) if kw["model_config"] else {}
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"--model-config is not valid JSON: {exc}") from None
-    max_neg = kw["max_neg_per_pos"] if kw["max_neg_per_pos"] is not None else default_max_neg
+    max_neg = kw["max_neg_per_pos"] if kw["max_neg_per_pos"] is not None else DEFAULT_MAX_NEG.get(kind)
     _run(kind, kw["out"], kw, model_overrides=model_overrides, train_overrides=overrides, max_neg_per_pos=max_neg)
 
 
@@ -143,7 +145,7 @@ def train_lr(out, feature_list, features_npz, holdout_scenario, C, **kw):
 @torch_options
 def train_mlp(**kw):
     """Train the MLP on the standardised v2 engineered features (class-weighted BCE, early stopping)."""
-    _torch_train("mlp", kw, default_max_neg=30.0)
+    _torch_train("mlp", kw)
 
 
 @click.command("train-siamese")
@@ -151,7 +153,7 @@ def train_mlp(**kw):
 @torch_options
 def train_siamese(**kw):
     """Train the Siamese BiLSTM (encoder per fragment window + pair head)."""
-    _torch_train("siamese", kw, default_max_neg=8.0)
+    _torch_train("siamese", kw)
 
 
 @click.command("train-tcn")
@@ -159,7 +161,7 @@ def train_siamese(**kw):
 @torch_options
 def train_tcn(**kw):
     """Train the TCN (dilated causal convolutions per fragment window + pair head)."""
-    _torch_train("tcn", kw, default_max_neg=8.0)
+    _torch_train("tcn", kw)
 
 
 @click.command("train-transformer")
@@ -167,4 +169,4 @@ def train_tcn(**kw):
 @torch_options
 def train_transformer(**kw):
     """Train the Transformer encoder (per fragment window) + pair head."""
-    _torch_train("transformer", kw, default_max_neg=8.0)
+    _torch_train("transformer", kw)

@@ -23,7 +23,6 @@ DEMO_TRAIN = {
     "tcn": {"epochs": 8},
     "transformer": {"epochs": 6},
 }
-DEMO_MAX_NEG = {"mlp": 30.0, "siamese": 6.0, "tcn": 6.0, "transformer": 6.0}
 
 
 def _say(line: str) -> None:
@@ -53,7 +52,7 @@ def main(argv=None) -> int:
         stats = write_scenario(preset, DEMO_SEED, args.data, duration=duration)
         _say("  " + _stats_line(stats))
 
-    from .train import load_splits, train_run
+    from .train import DEFAULT_MAX_NEG, load_splits, train_run
     from .cli import _report
 
     spec = DatasetSpec(duration=duration)
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
             train_overrides["epochs"] = 2
         t0 = time.perf_counter()
         metrics = train_run(kind, run_dir, spec, args.data, splits=splits, train_overrides=train_overrides,
-                            max_neg_per_pos=DEMO_MAX_NEG.get(kind), progress=True)
+                            max_neg_per_pos=DEFAULT_MAX_NEG.get(kind), progress=True)
         _report(kind, metrics, run_dir)
         out = os.path.join(args.artifacts, kind)
         manifest = export_artifact(kind, run_dir, out, data_dir=args.data, say=lambda line: _say("  " + line))

@@ -232,7 +232,8 @@ SPLITS = ("train", "val", "cal", "test")
 
 
 def _cache_path(data_dir: str, preset: str, seed: int, spec: DatasetSpec) -> str:
-    key = json.dumps([MINING_VERSION, preset, seed, spec.time_win, spec.schema, spec.duration])
+    key = json.dumps([MINING_VERSION, preset, int(seed), float(spec.time_win), spec.schema,
+                      None if spec.duration is None else float(spec.duration)])
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return os.path.join(data_dir, "pairs", f"{preset}_seed{seed}_{digest}")
 

@@ -25,6 +25,7 @@ import click
 import numpy as np
 
 from .cli import _spec as spec_from_options
+from .train import DEFAULT_MAX_NEG
 from .cli import data_options
 from .models import TORCH_KINDS, model_module
 from .pairs import BHAT_PARAM, DatasetSpec, ScenarioPairs
@@ -42,7 +43,6 @@ OBJECTIVES = {
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
 TARGET_FPR = 0.005
 # The train-* commands' defaults (training/cli.py): training negatives per positive, per model kind.
-DEFAULT_MAX_NEG = {"mlp": 30.0, "siamese": 8.0, "tcn": 8.0, "transformer": 8.0}
 # The reference stitcher setting the learned costs are calibrated for (thresholds 3 / 4).
 STITCH_ARGS = {**BHAT_PARAM, "stitch_thresh": 3.0, "master_stitch_thresh": 4.0}
 FAILED_TRIAL_ERRORS = (ValueError, RuntimeError, FloatingPointError)
