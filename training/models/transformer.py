@@ -2,14 +2,15 @@
 
 The attention block is written out here (post-LayerNorm, as the reference's
 `nn.TransformerEncoderLayer`) rather than taken from `nn.TransformerEncoderLayer`, whose inference
-fast path changes the computation in eval mode and does not export; this one is plain matmuls and a
-softmax that every ONNX exporter handles. Key padding is an additive float mask (0 or -1e9): the
-junction row is always valid, so no attention row is ever fully masked, and padded keys get exactly
-zero weight, so the embedding does not depend on what or how much padding a window has.
+fast path changes the computation in eval mode and does not export. It calls
+`scaled_dot_product_attention` with an explicit additive float mask (about twice as fast as
+matmul-softmax-matmul when training on CPU); both ONNX exporters decompose it into MatMul/Softmax.
+Key padding is that mask (0 or -1e9): the junction row is always valid, so no attention row is ever
+fully masked, and padded keys get exactly zero weight, so the embedding does not depend on what or
+how much padding a window has.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -58,9 +59,9 @@ class AttentionBlock(nn.Module):
         """x (B, L, D); key_bias (B, 1, 1, L): 0 for valid keys, `_MASKED_SCORE` for padding."""
         b, length, d = x.shape
         q, k, v = self.qkv(x).reshape(b, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim)) + key_bias
-        attn = self.dropout(torch.softmax(scores, dim=-1))
-        mixed = torch.matmul(attn, v).transpose(1, 2).reshape(b, length, d)
+        mixed = nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_bias, dropout_p=self.dropout.p if self.training else 0.0)
+        mixed = mixed.transpose(1, 2).reshape(b, length, d)
         x = self.norm1(x + self.dropout(self.out(mixed)))
         return self.norm2(x + self.dropout(self.ff(x)))
 
