@@ -589,15 +589,15 @@ class OnnxCostFunction(StitchCostFunction):
             bufs, out, binding = self._cost.buffers(_bucket(k))
             if self.sequence:
                 emb_a, emb_b, feat = bufs
-                for i, e in enumerate(entries_a):
-                    emb_a[i] = e.tail
+                np.stack([e.tail for e in entries_a], out=emb_a[:k])
                 emb_b[:k] = entry_b.head
             else:
                 feat = bufs[0]
             feat[:k] = features
             self._cost.run(binding)
-            costs = out[:k].astype(np.float64)
-        costs[~np.isfinite(costs)] = INVALID_COST
+            costs = out[:k].copy()  # the output buffer is float64 and reused by the next call
+        if not np.isfinite(costs).all():
+            costs[~np.isfinite(costs)] = INVALID_COST
         return costs
 
     def compute_cost(self, track1: Mapping[str, Any], track2: Mapping[str, Any], TIME_WIN: float,
