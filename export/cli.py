@@ -35,7 +35,9 @@ def _one_line(exc: BaseException) -> str:
               help="Precision floor at the natural class ratio (precision_floor).")
 @click.option("--data", "data_dir", default=None, type=click.Path(file_okay=False),
               help="Folder the run's pairs are loaded from: the pair cache of simulated runs (default: the "
-                   "folder recorded in the run's dataset.json), or the RAW_{s}.json folder of real-data runs.")
+                   "folder recorded in the run's dataset.json), or the RAW_{s}.json folder of real-data runs. "
+                   "Required for runs trained on a feature file (.npz), which carry no candidate pairs: RAW files "
+                   "there are split by vehicle, otherwise it is a simulated pair cache with the default seeds.")
 @click.option("--min-parity-pairs", type=click.IntRange(1), default=MIN_PARITY_PAIRS, show_default=True,
               help="Fewest real test-split pairs the framework-vs-onnxruntime parity check accepts.")
 @click.option("--quiet", is_flag=True, help="No progress output.")

@@ -7,6 +7,7 @@ check passed, so a failed export leaves nothing at `out_dir` and the previous ar
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import json
 import os
 import platform
@@ -46,15 +47,34 @@ def _read_json(path: str) -> dict:
         raise ExportError(f"{path}: not valid JSON ({exc})") from None
 
 
-def dataset_spec_of_run(run_dir: str, data_dir: str | None = None):
+def dataset_spec_of_run(run_dir: str, data_dir: str | None = None, schema: str | None = None):
     """The `DatasetSpec` a run was trained on (its dataset.json) and the folder to load it from.
 
     `data_dir` overrides the run's recorded pair cache folder; for runs on real RAW files it is the
-    folder holding RAW_{s}.json.
+    folder holding RAW_{s}.json. A run trained on a feature file (train-lr on the reference .npz) has
+    no dataset.json and no candidate pairs to calibrate on: it needs `data_dir`, either a folder of
+    RAW_{s}.json files (split by vehicle) or a simulated-pair cache (the default seeds), mined with the
+    run's feature `schema`.
+
+    Returns
+    -------
+    (spec, folder, description) : the DatasetSpec, where its pairs load from, and what the manifest records.
     """
     from training.pairs import DatasetSpec
 
-    described = _read_json(os.path.join(run_dir, "dataset.json"))
+    path = os.path.join(run_dir, "dataset.json")
+    if not os.path.exists(path):
+        if data_dir is None:
+            raise ExportError(f"{run_dir} has no dataset.json (trained on a feature file?); pass --data: a folder "
+                              "of RAW_{s}.json files or a simulated pair cache to calibrate and validate on")
+        kwargs = {"schema": schema} if schema else {}
+        raw = sorted(os.path.basename(p)[4:-5] for p in glob.glob(os.path.join(data_dir, "RAW_*.json")))
+        if raw:
+            kwargs.update(real_data_dir=data_dir, presets=tuple(raw))
+        spec = DatasetSpec(**kwargs)
+        return spec, data_dir, {**spec.describe(), "data_dir": os.path.abspath(data_dir),
+                                "note": "calibration data chosen at export (the run was trained on a feature file)"}
+    described = _read_json(path)
     known = {f.name for f in fields(DatasetSpec)}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in described.items() if k in known}
     folder = data_dir or described.get("data_dir") or "data"
@@ -186,7 +206,7 @@ def export_artifact(kind: str, run_dir: str, out_dir: str, *, strategy: str = "f
         raise ExportError(f"{run_dir}: {exc}") from None
     if run_kind != kind:
         raise ExportError(f"{run_dir} holds a {run_kind!r} model, not {kind!r}")
-    data_spec, folder, described = dataset_spec_of_run(run_dir, data_dir)
+    data_spec, folder, described = dataset_spec_of_run(run_dir, data_dir, getattr(model, "schema", None))
 
     from training.pairs import load_dataset
 

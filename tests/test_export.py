@@ -248,6 +248,21 @@ def test_cli_exports_with_precision_floor(built, tmp_path):
         assert at_t["precision"] >= 0.8 - 1e-9
 
 
+def test_a_feature_file_run_calibrates_on_the_data_given_at_export(tmp_path):
+    from export.export import ExportError, dataset_spec_of_run
+
+    run = tmp_path / "lr_npz"
+    run.mkdir()
+    with pytest.raises(ExportError, match="no dataset.json.*--data"):
+        dataset_spec_of_run(str(run), None, "i24-47-v1")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "RAW_ii.json").write_text("[]")
+    spec, folder, described = dataset_spec_of_run(str(run), str(raw), "i24-47-v1")
+    assert spec.real_data_dir == str(raw) and spec.presets == ("ii",) and spec.schema == "i24-47-v1"
+    assert described["schema"] == "i24-47-v1" and folder == str(raw)
+
+
 # ---- the named checks, one error class each ----------------------------------------------------------
 
 def test_every_check_has_its_own_error_class():
