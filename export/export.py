@@ -191,22 +191,12 @@ def export_artifact(kind: str, run_dir: str, out_dir: str, *, strategy: str = "f
     ExportError, export.validate.ValidationError (a subclass per check), CalibrationFitError
         Nothing is installed; a previous artifact at `out_dir` is left as it was.
     """
-    from runtime.features import schema_hash
-    from training.train import load_trained
-
     say = say or (lambda line: None)
     spec = export_spec(kind)
-    if not os.path.isdir(run_dir):
-        raise ExportError(f"run folder {run_dir} does not exist")
-    if not os.path.exists(os.path.join(run_dir, "metrics.json")):
-        raise ExportError(f"{run_dir} is not a finished run (no metrics.json)")
-    try:
-        run_kind, model, metrics = load_trained(run_dir)
-    except FileNotFoundError as exc:
-        raise ExportError(f"{run_dir}: {exc}") from None
-    if run_kind != kind:
-        raise ExportError(f"{run_dir} holds a {run_kind!r} model, not {kind!r}")
+    model, metrics = _trained_model(kind, run_dir)
     data_spec, folder, described = dataset_spec_of_run(run_dir, data_dir, getattr(model, "schema", None))
+    if getattr(model, "schema", data_spec.schema) != data_spec.schema:
+        raise ExportError(f"{run_dir}: the model was trained on schema {model.schema!r}, its data is {data_spec.schema!r}")
 
     from training.pairs import load_dataset
 
@@ -238,60 +228,89 @@ def export_artifact(kind: str, run_dir: str, out_dir: str, *, strategy: str = "f
                 fh.write(blobs[role])
         candidate = Candidate(spec, model, blobs, signatures, calibration, cal_pairs, test_pairs,
                               artifact_dir=staged, min_parity_pairs=min_parity_pairs, time_win=data_spec.time_win)
+        candidate.memo["logits_cal"] = cal_logits
         say("validating ...")
         results = run_checks(candidate, say, skip=("runtime_parity",))
-        test_trainable = test_pairs.label >= 0
+        trainable = test_pairs.label >= 0
         _plot(os.path.join(staged, PLOT), calibration, {
             "calibration": (candidate.graph_costs("cal"), cal_pairs.label, calibration.probability(cal_logits)),
-            "test": (candidate.graph_costs("test")[test_trainable], test_pairs.label[test_trainable],
-                     calibration.probability(spec.framework_logits(model, test_pairs.select(test_trainable)))),
+            "test": (candidate.graph_costs("test")[trainable], test_pairs.label[trainable],
+                     calibration.probability(candidate.framework_logits("test")[trainable])),
         })
-        manifest = {
-            "format": ARTIFACT_FORMAT,
-            "artifact_version": ARTIFACT_VERSION,
-            "model": kind,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "feature_schema": data_spec.schema,
-            "schema_hash": schema_hash(data_spec.schema, spec.runtime_inputs(model)["feature_names"]),
-            "inputs": spec.runtime_inputs(model),
-            "graphs": {role: sig.to_json() for role, sig in signatures.items()},
-            "external_data": [],
-            "opset": OPSET,
-            "calibration": calibration.to_json(),
-            "thresholds": {"stitch_thresh": REFERENCE_THRESH, "master_stitch_thresh": MASTER_THRESH},
-            "versions": _versions(),
-            "training": {"run": os.path.abspath(run_dir), "seed": metrics.get("seed"), "dataset": described,
-                         "model_config": metrics.get("model_config"), "train_config": metrics.get("train_config")},
-            "metrics": {
-                "test": {k: metrics.get("splits", {}).get("test", {}).get(k)
-                         for k in ("n", "pos_rate", "accuracy", "roc_auc", "average_precision", "log_loss", "ece")},
-                "cost": results["calibration_rates"],
-            },
-            "parity": results["parity"],
-            "validation": results,
-        }
-
-        def write_manifest() -> None:
-            manifest["files"] = {}
-            for name in sorted(os.listdir(staged)):
-                if name == MANIFEST:
-                    continue
-                with open(os.path.join(staged, name), "rb") as fh:
-                    data = fh.read()
-                manifest["files"][name] = {"sha256": sha256_bytes(data), "bytes": len(data)}
-            atomic_write_text(os.path.join(staged, MANIFEST), json.dumps(_jsonable(manifest), indent=2, allow_nan=False))
-
-        write_manifest()
+        manifest = _manifest(kind, spec, model, metrics, run_dir, data_spec, described, signatures, calibration,
+                             results)
+        _write_manifest(staged, manifest)
+        # the last check loads the staged folder exactly as pp_lite will, manifest and checksums included
         results.update(run_checks(candidate, say, only=("runtime_parity",)))
-        manifest["validation"] = results
         manifest["parity"]["runtime_max_abs_diff"] = results["runtime_parity"]["max_abs_diff"]
-        write_manifest()
+        _write_manifest(staged, manifest)
         install_artifact(staged, out_dir)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
     say(f"wrote {out_dir}")
     return manifest
+
+
+def _trained_model(kind: str, run_dir: str):
+    """(model, metrics) of a finished run of `kind`."""
+    from training.train import load_trained
+
+    if not os.path.isdir(run_dir):
+        raise ExportError(f"run folder {run_dir} does not exist")
+    if not os.path.exists(os.path.join(run_dir, "metrics.json")):
+        raise ExportError(f"{run_dir} is not a finished run (no metrics.json)")
+    try:
+        run_kind, model, metrics = load_trained(run_dir)
+    except FileNotFoundError as exc:
+        raise ExportError(f"{run_dir}: {exc}") from None
+    if run_kind != kind:
+        raise ExportError(f"{run_dir} holds a {run_kind!r} model, not {kind!r}")
+    return model, metrics
+
+
+def _manifest(kind, spec, model, metrics, run_dir, data_spec, described, signatures, calibration, results) -> dict:
+    """Everything the runtime needs to serve the artifact and a reader needs to trust it (files added on write)."""
+    from runtime.features import schema_hash
+
+    inputs = spec.runtime_inputs(model)
+    test_metrics = metrics.get("splits", {}).get("test", {})
+    return {
+        "format": ARTIFACT_FORMAT,
+        "artifact_version": ARTIFACT_VERSION,
+        "model": kind,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "feature_schema": data_spec.schema,
+        "schema_hash": schema_hash(data_spec.schema, inputs["feature_names"]),
+        "inputs": inputs,
+        "graphs": {role: sig.to_json() for role, sig in signatures.items()},
+        "external_data": [],
+        "opset": OPSET,
+        "calibration": calibration.to_json(),
+        "thresholds": {"stitch_thresh": REFERENCE_THRESH, "master_stitch_thresh": MASTER_THRESH},
+        "versions": _versions(),
+        "training": {"run": os.path.abspath(run_dir), "seed": metrics.get("seed"), "dataset": described,
+                     "model_config": metrics.get("model_config"), "train_config": metrics.get("train_config")},
+        "metrics": {
+            "test": {k: test_metrics.get(k, metrics.get(k))
+                     for k in ("n", "pos_rate", "accuracy", "roc_auc", "average_precision", "log_loss", "ece")},
+            "cost": results["calibration_rates"],
+        },
+        "parity": results["parity"],
+        "validation": results,  # the same dict: checks run after writing land in it too
+    }
+
+
+def _write_manifest(folder: str, manifest: dict) -> None:
+    """manifest.json with the sha256 and size of every other file in `folder`."""
+    manifest["files"] = {}
+    for name in sorted(os.listdir(folder)):
+        if name == MANIFEST:
+            continue
+        with open(os.path.join(folder, name), "rb") as fh:
+            data = fh.read()
+        manifest["files"][name] = {"sha256": sha256_bytes(data), "bytes": len(data)}
+    atomic_write_text(os.path.join(folder, MANIFEST), json.dumps(_jsonable(manifest), indent=2, allow_nan=False))
 
 
 def _jsonable(obj: Any):

@@ -122,12 +122,15 @@ class Candidate:
             self.memo[split] = self.spec.graph_outputs(self.model, self.sessions(), pairs)
         return self.memo[split]
 
-    def framework_costs(self, split: str) -> np.ndarray:
-        key = f"framework_{split}"
+    def framework_logits(self, split: str) -> np.ndarray:
+        key = f"logits_{split}"
         if key not in self.memo:
             pairs = self.cal_pairs if split == "cal" else self.test_pairs
-            self.memo[key] = self.calibration.cost(self.spec.framework_logits(self.model, pairs))
+            self.memo[key] = self.spec.framework_logits(self.model, pairs)
         return self.memo[key]
+
+    def framework_costs(self, split: str) -> np.ndarray:
+        return self.calibration.cost(self.framework_logits(split))
 
 
 CHECKS: list[tuple[str, Callable[[Candidate], dict]]] = []
@@ -301,15 +304,16 @@ def check_operating_point(c: Candidate) -> dict:
 def check_calibration_rates(c: Candidate) -> dict:
     cal = c.calibration
     out = {}
-    test_trainable = c.test_pairs.label >= 0
-    for split, pairs, costs in (("calibration", c.cal_pairs, c.graph_costs("cal")),
-                                ("test", c.test_pairs.select(test_trainable), c.graph_costs("test")[test_trainable])):
+    trainable = c.test_pairs.label >= 0
+    for split, labels, costs, logits in (
+            ("calibration", c.cal_pairs.label, c.graph_costs("cal"), c.framework_logits("cal")),
+            ("test", c.test_pairs.label[trainable], c.graph_costs("test")[trainable],
+             c.framework_logits("test")[trainable])):
         if not np.isfinite(costs).all():
             raise CalibrationRatesError(f"{int((~np.isfinite(costs)).sum())} non-finite costs on the {split} split")
         if (costs < 0).any():
             raise CalibrationRatesError(f"negative cost {costs.min():.4g} on the {split} split")
-        logits = c.spec.framework_logits(c.model, pairs)
-        out[split] = calibration_report(costs, pairs.label, cal.probability(logits), (cal.T, MASTER_THRESH))
+        out[split] = calibration_report(costs, labels, cal.probability(logits), (cal.T, MASTER_THRESH))
     # the graph at T must reproduce the operating point chosen on the calibration split; pairs whose
     # cost lies within rounding of T may fall either side
     costs = c.graph_costs("cal")

@@ -27,8 +27,10 @@ import onnxruntime as ort
 
 from .cache import FragmentCache
 from .cost import INVALID_COST, ConfigError, CostFunctionFactory, StitchCostFunction
+from .features import FEATURE_NAMES, FeatureExtractor, schema_hash
 from .files import sha256_bytes
 from .fragment import Fragment, FragmentError, fragment_key
+from .windows import CHANNELS, N_CHANNELS, fragment_windows
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -460,83 +462,39 @@ class OnnxCostFunction(StitchCostFunction):
     name = "onnx"
 
     def __init__(self, artifact_dir: str, cache_size: int = 4096):
-        from .features import FEATURE_NAMES, FeatureExtractor, schema_hash
-
         self.artifact_dir = os.path.abspath(os.fspath(artifact_dir))
         manifest, blobs = read_artifact(self.artifact_dir)
         self.manifest = manifest
         where = self.artifact_dir
-        kind = manifest.get("model")
-        if kind not in MODEL_KINDS:
-            raise ManifestError(f"{where}: model kind {kind!r} unknown (known: {', '.join(MODEL_KINDS)})")
-        self.kind = kind
-        schema = manifest.get("feature_schema")
-        inputs = manifest.get("inputs") or {}
-        names = inputs.get("feature_names")
-        if not isinstance(names, list) or not names or any(n not in FEATURE_NAMES for n in names):
-            raise SchemaError(f"{where}: inputs.feature_names must be a non-empty list of known feature names")
-        try:
-            expected_hash = schema_hash(schema, names)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise SchemaError(f"{where}: feature schema {schema!r} is not computed by this runtime ({exc})") from None
-        if manifest.get("schema_hash") != expected_hash:
-            raise SchemaError(f"{where}: feature schema {schema!r} hash {str(manifest.get('schema_hash'))[:16]!r}... "
-                              f"differs from this runtime's {expected_hash[:16]!r}...; the feature code or schema "
-                              "changed since export")
-        self.schema = schema
+        self.kind = manifest.get("model")
+        if self.kind not in MODEL_KINDS:
+            raise ManifestError(f"{where}: model kind {self.kind!r} unknown (known: {', '.join(MODEL_KINDS)})")
+        self.schema, names = _feature_schema(where, manifest)
         # its own cache only sees misses of ours (summaries live in our entries), so keep it tiny
-        self._extractor = FeatureExtractor(schema, names=names, cache_size=2)
-        graphs = manifest.get("graphs")
-        if not isinstance(graphs, dict):
-            raise ManifestError(f"{where}: 'graphs' missing")
-        self.sequence = "encoder" in graphs
-        expected_roles = {"encoder", "head"} if self.sequence else {"model"}
-        if set(graphs) != expected_roles:
-            raise ManifestError(f"{where}: graphs {sorted(graphs)}, expected {sorted(expected_roles)}")
-        sessions = {}
-        for role, g in graphs.items():
-            file = g.get("file") if isinstance(g, dict) else None
-            if file not in blobs:
-                raise ManifestError(f"{where}: graph {role!r} file {file!r} is not among the checksummed files")
-            inspect_model(blobs[file], f"{where}/{file}")
-            try:
-                sessions[role] = create_session(blobs[file])
-            except Exception as exc:  # onnxruntime raises its own exception types
-                raise UnsupportedGraphError(f"{where}/{file}: onnxruntime cannot load it ({exc})") from None
-        n_features = len(names)
+        self._extractor = FeatureExtractor(self.schema, names=names, cache_size=2)
+        sessions = _open_graphs(where, manifest, blobs)
+        self.sequence = "encoder" in sessions
+        graphs, inputs = manifest["graphs"], manifest["inputs"]
         if self.sequence:
-            from .windows import CHANNELS, N_CHANNELS
-
             if inputs.get("channels") != list(CHANNELS):
                 raise SchemaError(f"{where}: encoder channels {inputs.get('channels')!r} differ from this runtime's "
                                   f"{list(CHANNELS)!r}")
             L = inputs.get("window_length")
             if isinstance(L, bool) or not isinstance(L, int) or L < 1:
                 raise SchemaError(f"{where}: inputs.window_length must be a positive integer, got {L!r}")
-            self.window_length = L
-            enc = _signature(where, "encoder", graphs["encoder"], sessions["encoder"], ["window", "mask"], "embedding")
+            enc = _signature(where, "encoder", graphs["encoder"], sessions["encoder"],
+                             {"window": ("float32", (L, N_CHANNELS)), "mask": ("float32", (L,))}, "embedding")
             E = enc["embedding"][2][0]
-            want = {"window": ("float32", (L, N_CHANNELS)), "mask": ("float32", (L,))}
-            for name, (dtype, tail) in want.items():
-                if enc[name][1:] != (dtype, tail):
-                    raise SignatureMismatchError(f"{where}: encoder input {name} is {enc[name][1:]}, expected "
-                                                 f"{(dtype, tail)}")
-            head = _signature(where, "head", graphs["head"], sessions["head"], ["emb_a", "emb_b", "features"], "cost")
-            for name, tail in (("emb_a", (E,)), ("emb_b", (E,)), ("features", (n_features,))):
-                if head[name][2] != tail:
-                    raise SignatureMismatchError(f"{where}: head input {name} has shape (N, {tail}), expected "
-                                                 f"(N, {tail})")
+            head = _signature(where, "head", graphs["head"], sessions["head"],
+                              {"emb_a": ("float32", (E,)), "emb_b": ("float32", (E,)), "features": (None, (len(names),))},
+                              "cost")
+            self.window_length, self.embedding_dim = L, E
             self._encoder = _BoundGraph(sessions["encoder"], [enc["window"], enc["mask"]], enc["embedding"])
             self._cost = _BoundGraph(sessions["head"], [head["emb_a"], head["emb_b"], head["features"]], head["cost"])
-            self.embedding_dim = E
         else:
-            sig = _signature(where, "model", graphs["model"], sessions["model"], ["features"], "cost")
-            if sig["features"][2] != (n_features,):
-                raise SignatureMismatchError(f"{where}: model input features has {sig['features'][2]}, the manifest "
-                                             f"names {n_features} features")
+            sig = _signature(where, "model", graphs["model"], sessions["model"], {"features": (None, (len(names),))},
+                             "cost")
             self._cost = _BoundGraph(sessions["model"], [sig["features"]], sig["cost"])
-        if self._cost.output[2] != ():
-            raise SignatureMismatchError(f"{where}: the cost output must have shape (N,)")
         self._single = self._cost.buffers(1)
         self._lock = threading.Lock()
         self._cache = FragmentCache(self._summarize, cache_size)
@@ -546,8 +504,6 @@ class OnnxCostFunction(StitchCostFunction):
         summary = self._extractor.summarize(doc)
         entry = _Entry(summary, summary.t_start, summary.t_end)
         if self.sequence:
-            from .windows import fragment_windows
-
             windows, masks = fragment_windows(Fragment.from_document(doc), self.window_length)
             with self._lock:
                 (win, mask), out, binding = self._encoder.buffers(2)
@@ -644,13 +600,53 @@ class OnnxCostFunction(StitchCostFunction):
         return out
 
 
+def _feature_schema(where: str, manifest: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """(schema, feature names) after checking that this runtime computes them exactly as at export."""
+    schema = manifest.get("feature_schema")
+    names = (manifest.get("inputs") or {}).get("feature_names")
+    if not isinstance(names, list) or not names or any(n not in FEATURE_NAMES for n in names):
+        raise SchemaError(f"{where}: inputs.feature_names must be a non-empty list of known feature names")
+    try:
+        expected = schema_hash(schema, names)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise SchemaError(f"{where}: feature schema {schema!r} is not computed by this runtime ({exc})") from None
+    if manifest.get("schema_hash") != expected:
+        raise SchemaError(f"{where}: feature schema {schema!r} hash {str(manifest.get('schema_hash'))[:16]!r}... "
+                          f"differs from this runtime's {expected[:16]!r}...; the feature code or schema changed "
+                          "since export")
+    return schema, names
+
+
+def _open_graphs(where: str, manifest: Mapping[str, Any], blobs: Mapping[str, bytes]) -> dict:
+    """Role -> session for the graphs the manifest names: "model", or "encoder" and "head"."""
+    graphs = manifest.get("graphs")
+    if not isinstance(graphs, dict) or set(graphs) not in ({"model"}, {"encoder", "head"}):
+        raise ManifestError(f"{where}: 'graphs' must name either 'model' or 'encoder' and 'head', got "
+                            f"{sorted(graphs) if isinstance(graphs, dict) else graphs!r}")
+    sessions = {}
+    for role, g in graphs.items():
+        file = g.get("file") if isinstance(g, dict) else None
+        if file not in blobs:
+            raise ManifestError(f"{where}: graph {role!r} file {file!r} is not among the checksummed files")
+        inspect_model(blobs[file], f"{where}/{file}")
+        try:
+            sessions[role] = create_session(blobs[file])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise UnsupportedGraphError(f"{where}/{file}: onnxruntime cannot load it ({exc})") from None
+    return sessions
+
+
 def _signature(where: str, role: str, declared: Mapping[str, Any], session: ort.InferenceSession,
-               input_names: list[str], output_name: str) -> dict[str, tuple[str, str, tuple]]:
-    """Check a session against the manifest and the runtime's contract; name -> (name, dtype, shape after N)."""
+               inputs: Mapping[str, tuple], output_name: str) -> dict[str, tuple[str, str, tuple]]:
+    """Check a session against the manifest and the runtime's graph contract.
+
+    `inputs` maps each expected input name, in order, to (dtype or None for any float type, shape after N).
+    The output must be `output_name` with shape (N,) or (N, E). Returns name -> (name, dtype, shape after N).
+    """
     got_in, got_out = session.get_inputs(), session.get_outputs()
-    if [t.name for t in got_in] != input_names or [t.name for t in got_out] != [output_name]:
+    if [t.name for t in got_in] != list(inputs) or [t.name for t in got_out] != [output_name]:
         raise SignatureMismatchError(f"{where}: {role} graph has inputs {[t.name for t in got_in]} and outputs "
-                                     f"{[t.name for t in got_out]}, expected {input_names} -> [{output_name!r}]")
+                                     f"{[t.name for t in got_out]}, expected {list(inputs)} -> [{output_name!r}]")
     listed = {t.get("name"): t for t in list(declared.get("inputs", [])) + list(declared.get("outputs", []))
               if isinstance(t, dict)}
     out = {}
@@ -662,10 +658,18 @@ def _signature(where: str, role: str, declared: Mapping[str, Any], session: ort.
         if _ORT_TYPES.get(dtype) != t.type:
             raise SignatureMismatchError(f"{where}: {role} graph tensor {t.name!r} is {t.type}, the manifest says {dtype!r}")
         shape = list(want.get("shape", []))
-        if len(shape) != len(t.shape) or [s for s in t.shape[1:]] != shape[1:] or not isinstance(t.shape[0], str):
+        if len(shape) != len(t.shape) or list(t.shape[1:]) != shape[1:] or not isinstance(t.shape[0], str):
             raise SignatureMismatchError(f"{where}: {role} graph tensor {t.name!r} has shape {t.shape}, the manifest "
                                          f"says {shape}")
         out[t.name] = (t.name, dtype, tuple(shape[1:]))
+    for name, (dtype, tail) in inputs.items():
+        if (dtype is not None and out[name][1] != dtype) or out[name][2] != tuple(tail):
+            raise SignatureMismatchError(f"{where}: {role} input {name!r} is {out[name][1]} (N, {out[name][2]}), this "
+                                         f"runtime feeds {dtype or 'float'} (N, {tuple(tail)})")
+    rank = 1 if output_name == "embedding" else 0  # (N, E) embeddings, (N,) costs
+    if len(out[output_name][2]) != rank:
+        raise SignatureMismatchError(f"{where}: {role} output {output_name!r} has shape (N, {out[output_name][2]}), "
+                                     f"expected rank {rank + 1}")
     return out
 
 
