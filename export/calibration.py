@@ -401,6 +401,11 @@ def fold_calibration(model, logit: str, calibration: Calibration, cost: str = "c
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info(cost, TensorProto.DOUBLE, [batch_dim]))
     prune_unused(graph)
+    # e.g. ai.onnx.ml, once skl2onnx's label branch is gone
+    used = {n.domain for n in graph.node} | {""}
+    keep = [o for o in out.opset_import if o.domain in used]
+    del out.opset_import[:]
+    out.opset_import.extend(keep)
     return out
 
 

@@ -75,14 +75,6 @@ def name_batch_axis(model, names: tuple[str, ...] | None = None) -> None:
             dims[0].dim_param = BATCH_DIM
 
 
-def drop_unused_opsets(model) -> None:
-    """Remove opset imports no node uses (e.g. ai.onnx.ml once skl2onnx's label branch is pruned)."""
-    used = {n.domain for n in model.graph.node} | {""}
-    keep = [o for o in model.opset_import if o.domain in used]
-    del model.opset_import[:]
-    model.opset_import.extend(keep)
-
-
 def torch_graph(module, example: tuple, input_names: tuple[str, ...], output_name: str, dynamo: bool = False):
     """torch.onnx.export of `module` at opset `OPSET` with a dynamic batch axis `N` on every input and the output.
 
