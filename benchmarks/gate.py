@@ -57,8 +57,11 @@ __all__ = ["TOLERANCE", "ABSOLUTE_LIMIT_US", "BUDGETS_PATH", "INJECT_ENV", "Refe
            "GateResult", "Check", "load_costs", "gate_pairs", "measure", "evaluate", "run_gate", "load_budgets",
            "parse_inject", "Slowed", "tiny_mlp_onnx"]
 
-# A ratio may exceed its budget by this factor before the gate fails: ~3x the round-to-round spread
-# of the gate's median ratio measured under heavy load on the 2-core CI box (see budgets.json).
+# A ratio may exceed its budget by this factor before the gate fails. Repeated measurements of a ratio
+# agree within ~5% on the shared 2-core box at load averages 4-8 (budgets.json, max_over_min_of_repeats);
+# with a cache-hungry neighbour (a 2000x2000 matmul loop) started beside it, `single` ratios moved < 2%
+# and the sequence models' `batch32` ratios up to ~17%. 1.5 leaves room for that and for another
+# machine's mix of Python, numpy and onnxruntime speed, and still catches any 1.5x per-pair regression.
 TOLERANCE = 1.5
 # No warm single-pair call may take longer than this, whatever the reference says (the issue's promise).
 ABSOLUTE_LIMIT_US = 1000.0
