@@ -19,9 +19,9 @@ DEMO_SEED = 101  # held out: never used by training, validation, calibration or 
 # Settings that keep the whole demo within ~15 minutes on 2 cores.
 DEMO_TRAIN = {
     "mlp": {"epochs": 25},
-    "siamese": {"epochs": 6},
-    "tcn": {"epochs": 8},
-    "transformer": {"epochs": 6},
+    "siamese": {"epochs": 4},
+    "tcn": {"epochs": 4},
+    "transformer": {"epochs": 4},
 }
 
 

@@ -27,7 +27,7 @@ __all__ = ["train_run", "load_splits", "model_inputs", "load_trained", "evaluate
 RUN_FILES = ("metrics.json", "dataset.json", "model_config.json")
 # Training-split negatives kept per positive, by kind (the natural ratio is ~100:1 on the simulated presets).
 # Class-weighted BCE restores the balance; validation, calibration and test keep the natural ratio.
-DEFAULT_MAX_NEG = {"mlp": 30.0, "siamese": 6.0, "tcn": 6.0, "transformer": 6.0}
+DEFAULT_MAX_NEG = {"mlp": 30.0, "siamese": 4.0, "tcn": 4.0, "transformer": 4.0}
 
 
 def _clean(metrics: Mapping[str, Any]) -> dict:

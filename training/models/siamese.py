@@ -19,7 +19,7 @@ from .sequence import (ChannelNormaliser, SequenceConfig, SequencePairModel, bui
 
 __all__ = ["Config", "SiameseEncoder", "build", "fit_stats", "search_space", "DEFAULT_TRAIN"]
 
-DEFAULT_TRAIN = {"epochs": 15, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-4, "patience": 4}
+DEFAULT_TRAIN = {"epochs": 8, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-4, "patience": 3}
 
 
 @dataclass

@@ -19,7 +19,7 @@ from .sequence import (ChannelNormaliser, SequenceConfig, SequencePairModel, bui
 
 __all__ = ["Config", "CausalConv1d", "TemporalBlock", "TCNEncoder", "build", "fit_stats", "search_space", "DEFAULT_TRAIN"]
 
-DEFAULT_TRAIN = {"epochs": 20, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-4, "patience": 5}
+DEFAULT_TRAIN = {"epochs": 8, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-4, "patience": 3}
 
 
 @dataclass

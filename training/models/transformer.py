@@ -21,7 +21,7 @@ from .sequence import (ChannelNormaliser, SequenceConfig, SequencePairModel, bui
 
 __all__ = ["Config", "AttentionBlock", "TransformerEncoder", "build", "fit_stats", "search_space", "DEFAULT_TRAIN"]
 
-DEFAULT_TRAIN = {"epochs": 20, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4, "patience": 5}
+DEFAULT_TRAIN = {"epochs": 8, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4, "patience": 3}
 
 # Added to the scores of padded keys: exp(-1e9 - max) is exactly 0 in float32, and unlike -inf it
 # cannot produce NaN (no inf - inf).
