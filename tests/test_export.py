@@ -175,6 +175,41 @@ def test_sequence_export_has_two_graphs_with_a_dynamic_batch(built):
         assert cost.shape == (n,) and cost.dtype == np.float64
 
 
+@pytest.mark.parametrize("kind", ["siamese", "transformer"])
+def test_other_sequence_kinds_export_with_parity(cal_and_test, kind):
+    """The Siamese BiLSTM and the Transformer through the same spec (small, freshly initialised models;
+    the TCN goes through the whole export above): two graphs, calibration folded in, costs and
+    embeddings equal to torch on real test pairs, every valid window length."""
+    import torch
+
+    from export.calibration import Calibration, fold_calibration
+    from export.specs import COST, LOGIT, export_spec
+    from runtime.onnx_cost import create_session
+    from training.models import model_module
+    from training.sequence_data import sequence_pairs
+
+    _, test_pairs = cal_and_test
+    pairs = test_pairs.select(np.arange(len(test_pairs)) < 300)
+    module = model_module(kind)
+    small = {"siamese": {"hidden": 8}, "transformer": {"d_model": 16, "heads": 2, "feedforward": 32, "layers": 1}}
+    config = module.Config(head_hidden=(16,), **small[kind])
+    data = sequence_pairs(pairs.docs, pairs.a, pairs.b, np.maximum(pairs.label, 0), pairs.features,
+                          L=config.window_length)
+    torch.manual_seed(0)
+    model = module.build(config, module.fit_stats(data)).eval()
+    spec = export_spec(kind)
+    graphs = spec.logit_graphs(model)
+    calibration = Calibration(a=0.9, b=-1.0, z_star=0.5, s=1.5)
+    graphs["head"] = fold_calibration(graphs["head"], LOGIT, calibration, COST)
+    sessions = {role: create_session(g.SerializeToString()) for role, g in graphs.items()}
+    got = spec.graph_outputs(model, sessions, pairs)
+    expected = calibration.cost(spec.framework_logits(model, pairs))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    extra = spec.extra_parity(model, sessions, pairs)
+    assert extra["embedding_max_abs_diff"] <= 1e-4 and extra["embedding_valid_rows"] == [1, 64]
+    assert set(spec.signatures(model)) == {"encoder", "head"}
+
+
 # ---- failures: one-line reason, nothing installed, previous artifact intact ------------------------
 
 def _tree(folder: Path) -> dict:
