@@ -1,6 +1,6 @@
 """CI latency gate: fail when a stitch cost got slower per pair, robustly on a noisy shared machine.
 
-Absolute microseconds on a shared 2-core box swing by 2x with the neighbours' load, so the gate
+Absolute microseconds on a shared 2-core box swing by 2-4x with the neighbours' load, so the gate
 compares each cost with a fixed *reference workload* measured in the same process, interleaved:
 
     for each round:  ref | cost_1 | ref | cost_2 | ref | ... (the cost order rotates every round)
@@ -14,8 +14,8 @@ The reference workload has the same nature as a warm cost call, so contention (s
 siblings, frequency) hits both alike: a 25-step loop of Python float arithmetic (the shape of the
 Bhattacharyya single-pair distance), a 47-float feature vector built with numpy and copied into a
 bound buffer (the learned costs' feature assembly), and one onnxruntime call of a tiny MLP graph
-through IOBinding (the learned costs' graph call). The graph is encoded by hand below, so the gate
-needs only the base install (numpy + onnxruntime).
+through IOBinding (the learned costs' graph call). The graph is encoded by hand below, so the
+reference needs numpy and onnxruntime only (the onnx package belongs to the training extra).
 
 Checks, per cost (Bhattacharyya always; each shipped artifact under artifacts/ when present):
   - `single`:  warm `compute_cost` on one real candidate pair, and
@@ -279,9 +279,12 @@ def _block_median_ns(call: Callable[[int], Any], n: int, start: int) -> float:
 
 def measure(costs: Mapping[str, StitchCostFunction], pairs: Sequence[tuple], groups: Sequence[tuple],
             config: GateConfig | None = None, reference: ReferenceWorkload | None = None) -> dict:
-    """Interleaved medians: {name: {metric: {"ratio", "median_us", "ratios": per-round}}, "reference_us": ...}.
+    """Interleaved medians of every cost and metric against the reference workload.
 
-    Caches are filled first (every pair and group scored once), so every timed call is warm.
+    Returns {"reference_us": median reference call, "costs": {name: {metric: {"ratio": median over
+    rounds, "median_us": median per pair, "ratio_spread": half the interquartile range of the
+    per-round ratios over their median}}}}. Caches are filled first (every pair and group scored
+    once), so every timed call is warm.
     """
     config = config or GateConfig()
     reference = reference or ReferenceWorkload()

@@ -189,3 +189,34 @@ def test_pair_sampling_and_groups_are_fixed_and_full(workload):
     queries = stitcher_queries([a for a, _ in pairs[:5]] + [pairs[0][1]])
     assert sample_pairs(queries, 3, seed=1) == sample_pairs(queries, 3, seed=1)
     assert candidate_groups([], 8, 4) == []
+
+
+def test_latency_benchmark_end_to_end_on_a_short_scenario(tmp_path):
+    """benchmarks/latency.py measures and reports everything (Bhattacharyya only, one short scenario)."""
+    from benchmarks import latency
+
+    plan = latency.Plan(pairs_per_scenario=24, warm_rounds=1, cold_pairs=6, batch_calls=2, process_runs=1,
+                        end_to_end=True)
+    summary = latency.run(str(tmp_path), plan, say=lambda _: None, scenarios=(("ii", 3),), duration=8.0)
+    row = summary["costs"]["bhattacharyya"]
+    assert set(summary["costs"]) == {"bhattacharyya"}
+    assert 0 < row["warm"]["median_us"] <= row["warm"]["p99_us"] and row["warm"]["samples"] == 24
+    assert row["cold_new_later"]["samples"] == 6 and row["cold_both_new"]["median_us"] > 0
+    assert [row["batch"][str(k)]["candidates"] for k in latency.BATCH_SIZES] == list(latency.BATCH_SIZES)
+    e2e = row["end_to_end"]
+    assert e2e["cost_pairs"] > 0 and e2e["fragments"] == summary["workload"]["scenarios"]["ii"]["fragments"]
+    process = summary["process"]
+    assert process["training_modules_imported"] == [] and process["vm_hwm_mb"] >= process["vm_rss_mb"] > 0
+    assert process["import_s"] >= process["import_numpy_s"] > 0
+    deps = summary["dependencies"]
+    assert {"numpy", "onnxruntime"} <= set(deps["base"]["packages"])
+    assert "torch" in deps["train_extra"]["packages"] and "numpy" not in deps["train_extra"]["packages"]
+    targets = {t["target"]: t for t in summary["targets"]}
+    assert targets["bhattacharyya: warm single pair median (us)"]["limit"] == 40.0
+    table = latency.format_table(summary)
+    markdown = latency.format_markdown(summary)
+    assert "bhattacharyya" in table and "targets:" in table
+    for heading in ("## Method", "## Per pair", "## Batch", "## End to end", "## Process and installation",
+                    "## Targets", "## Machine calibration"):
+        assert heading in markdown
+    assert "412 / 621" in markdown  # the reference figures beside ours
