@@ -71,6 +71,7 @@ WINDOW_SECONDS = 1.0
 WINDOW_TOLERANCE = 1e-3
 # v2 curvature: speeds below this (ft/s) do not shrink the denominator further.
 CURVATURE_SPEED_FLOOR = 1.0
+VEL_RATIO_SPEED_FLOOR = 1.0  # ft/s, v2 only: vel_ratio = v_A,end / sign(v)max(|v_B,start|, 1)
 # REFERENCE.md §1.3: sentinel and cut-off of the projection-block distance.
 DISTANCE_SENTINEL = 999.0
 COEFF_CUTOFF = 100.0
@@ -137,8 +138,9 @@ class FragmentFeatures:
         fields, v2: the arrays).
     start_x, end_x : x at the ends (v1: stored fields, v2: arrays).
     y_mean, y_std : of the whole fragment (population std).
-    has_velocity, vel_mean, vel_first, vel_last, vel_den : speed statistics; vel_den = vel_first
-        + 1e-6, the vel_ratio denominator (inf where that is 0, making the ratio 0 and finite).
+    has_velocity, vel_mean, vel_first, vel_last, vel_den : speed statistics; vel_den is the vel_ratio
+        denominator: v1 vel_first + 1e-6 (inf where that is 0, making the ratio 0 and finite), v2
+        vel_first with its magnitude floored at 1 ft/s.
     length, width, height, has_height : mean dimensions (0 when absent).
     has_confidence, conf_mean, conf_min : detection confidence (1 when absent).
     tail_single, tail_x, tail_y, slope_x, slope_y, tail_lag : the WLS line through the tail window
@@ -278,8 +280,13 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
         s.vel_mean = s.vel_first = s.vel_last = 0.0
     else:
         s.vel_mean, s.vel_first, s.vel_last = float(speed.mean()), float(speed[0]), float(speed[-1])
-    den = s.vel_first + EPS
-    s.vel_den = den if den != 0.0 else math.inf
+    if v2:
+        # The same 1 ft/s floor as curvature: a (nearly) stopped B would otherwise make vel_ratio
+        # explode (~1e7 in stop-and-go traffic) and drive a linear model's logit with it.
+        s.vel_den = math.copysign(max(abs(s.vel_first), VEL_RATIO_SPEED_FLOOR), s.vel_first)
+    else:
+        den = s.vel_first + EPS
+        s.vel_den = den if den != 0.0 else math.inf
 
     s.length = float(fragment.length.mean()) if fragment.length is not None else 0.0
     s.width = float(fragment.width.mean()) if fragment.width is not None else 0.0

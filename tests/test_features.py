@@ -65,8 +65,9 @@ def test_reference_feature_vector_v2_differs_only_where_corrected():
     # At 25 Hz, eastbound, all fields present and consistent: only curvature is computed differently,
     # and geometric curvature does not depend on the parameterisation (index or time), so away
     # from the guards (+1e-6 in v1, the 1 ft/s floor in v2) the values agree.
-    same = [FEATURE_NAMES.index(n) for n in FEATURE_NAMES if not n.startswith("curvature")]
+    same = [FEATURE_NAMES.index(n) for n in FEATURE_NAMES if not n.startswith("curvature") and n != "vel_ratio"]
     np.testing.assert_allclose(v2[same], v1[same], rtol=1e-12, atol=1e-12)
+    assert v2[FEATURE_NAMES.index("vel_ratio")] == 1.0  # 50 / 50 exactly: v2 has no +1e-6
     curvature = [FEATURE_NAMES.index(n) for n in FEATURE_NAMES if n.startswith("curvature")]
     np.testing.assert_allclose(v2[curvature], v1[curvature], rtol=1e-6, atol=1e-12)
 
@@ -140,7 +141,8 @@ def _reference(doc_a, doc_b, v2):
     if va is not None and vb is not None:
         f["vel_a_mean"], f["vel_b_mean"] = va.mean(), vb.mean()
         f["vel_diff"] = abs(va[-1] - vb[0])
-        f["vel_ratio"] = va[-1] / (vb[0] + 1e-6)
+        # v2 floors the denominator's magnitude at 1 ft/s (a stopped B must not blow the ratio up)
+        f["vel_ratio"] = va[-1] / (np.copysign(max(abs(vb[0]), 1.0), vb[0]) if v2 else vb[0] + 1e-6)
     else:
         f["vel_a_mean"] = f["vel_b_mean"] = f["vel_diff"] = 0.0
         f["vel_ratio"] = 1.0
@@ -356,6 +358,15 @@ def test_missing_field_rules():
     assert v2["vel_ratio"] == pytest.approx(1.0, rel=1e-6)
     assert (v2["height_a"], v2["height_b"], v2["height_diff"]) == (1.5, 0.0, 1.5)
     assert v2["conf_a_mean"] == pytest.approx(0.95) and v2["conf_b_mean"] == 1.0
+
+
+def test_v2_vel_ratio_is_bounded_when_b_starts_stopped():
+    a = dict(VECTOR_A)
+    b = dict(VECTOR_B, velocity=[0.0, 0.0, 0.0])
+    v1 = pair_features(a, b, SCHEMA_V1, ["vel_ratio"])[0]
+    v2 = pair_features(a, b, SCHEMA_V2, ["vel_ratio"])[0]
+    assert v1 == pytest.approx(50.0 / 1e-6)      # the reference's blow-up, reproduced in v1
+    assert v2 == pytest.approx(50.0)             # 50 / max(0, 1 ft/s)
 
 
 def test_stationary_vehicle_has_bounded_v2_curvature():

@@ -37,7 +37,7 @@ __all__ = [
     "DEFAULT_TIME_WIN",
 ]
 
-MINING_VERSION = "pairs-v1"
+MINING_VERSION = "pairs-v2"  # v2 features: vel_ratio speed floor
 DEFAULT_TIME_WIN = 15.0
 DEFAULT_SCHEMA = "i24-47-v2"
 # The Bhattacharyya cone parameters of the reference stitcher_args (REFERENCE.md §2).
