@@ -47,7 +47,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, REPO)
 
-from benchmarks.pairs import TIME_WIN, candidate_groups, sample_pairs, scenario_fragments, stitcher_queries  # noqa: E402
+from benchmarks.pairs import (TIME_WIN, candidate_groups, sample_pairs, scenario_fragments,  # noqa: E402
+                              stitcher_queries)
 from runtime.bhattacharyya import BhattacharyyaCostFunction  # noqa: E402
 from runtime.cost import StitchCostFunction  # noqa: E402
 from runtime.onnx_cost import MODEL_KINDS, ArtifactError, OnnxCostFunction, create_session  # noqa: E402
@@ -222,7 +223,8 @@ def parse_inject(text: str | None) -> dict[str, float]:
         try:
             delay = float(value)
         except ValueError:
-            raise click.BadParameter(f"{INJECT_ENV}: {item.strip()!r} is not NAME=MICROSECONDS or MICROSECONDS") from None
+            raise click.BadParameter(f"{INJECT_ENV}: {item.strip()!r} is not NAME=MICROSECONDS or "
+                                     "MICROSECONDS") from None
         if delay < 0 or not np.isfinite(delay) or (sep and not key):
             raise click.BadParameter(f"{INJECT_ENV}: {item.strip()!r} needs a cost name and a delay >= 0")
         out[key] = delay
