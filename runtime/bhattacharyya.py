@@ -347,9 +347,11 @@ def _raw_gap(track1: Mapping[str, Any], track2: Mapping[str, Any]) -> float | No
     document that cannot be read here goes through full validation, which names what is wrong.
     """
     try:
-        return float(track2["timestamp"][0]) - float(track1["timestamp"][-1])
-    except (KeyError, IndexError, TypeError, ValueError):
+        gap = float(track2["timestamp"][0]) - float(track1["timestamp"][-1])
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError):
         return None
+    # NaN/inf at a junction is corrupt data, not a gap outside the window: let validation name it.
+    return gap if math.isfinite(gap) else None
 
 
 @CostFunctionFactory.register("bhattacharyya")
@@ -446,11 +448,16 @@ class BhattacharyyaCostFunction(StitchCostFunction):
         try:
             start = float(track2["timestamp"][0])
             gaps = [start - float(key[2]) for key in keys]
-        except (KeyError, IndexError, TypeError, ValueError):
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError):
             # Something unreadable (an empty timestamp array): validation names the document and field.
             self._cache.get(track2)
             self._cache.get_many(tracks1, keys)
             raise
+        if not math.isfinite(sum(gaps)):
+            # A NaN/inf junction timestamp raises here, naming the document; finite timestamps whose
+            # difference overflows pass and are gated out below like any gap outside the window.
+            self._cache.get(track2)
+            self._cache.get_many(tracks1, keys)
         live = [i for i, gap in enumerate(gaps) if 0.0 <= gap <= TIME_WIN]
         if not live:
             return out

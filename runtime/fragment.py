@@ -78,15 +78,17 @@ def fragment_key(doc: Mapping[str, Any]) -> tuple:
     try:
         n = len(ts)
         last = ts[-1] if n else None
-    except TypeError:
+    except (TypeError, KeyError, IndexError):  # a number, or a mapping (which has a length too)
         raise FragmentError(fid, "timestamp", f"expected an array, got {type(ts).__name__}") from None
-    if isinstance(last, (int, float)) or last is None:
+    if type(last) is float or last is None:
         return (fid, n, last)
-    # numpy scalars and other number types
+    # ints (which may be too large for a float), numpy scalars and other number types
     try:
         return (fid, n, float(last))
     except (TypeError, ValueError):
         raise FragmentError(fid, "timestamp", f"non-numeric value {last!r:.40}") from None
+    except OverflowError:
+        raise FragmentError(fid, "timestamp", f"number too large for a float: {last!r:.40}") from None
 
 
 def _as_float_array(fid: str, field: str, value: Any, index: int | None) -> np.ndarray:
@@ -96,6 +98,8 @@ def _as_float_array(fid: str, field: str, value: Any, index: int | None) -> np.n
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise FragmentError(fid, field, "contains non-numeric values", index) from None
+    except OverflowError:  # a JSON integer beyond float range
+        raise FragmentError(fid, field, "contains a number too large for a float", index) from None
     if arr.ndim != 1:
         raise FragmentError(fid, field, f"expected a 1-D array, got shape {arr.shape}", index)
     if arr.size == 0:
@@ -111,7 +115,10 @@ def _as_float_array(fid: str, field: str, value: Any, index: int | None) -> np.n
 def _as_scalar(fid: str, field: str, value: Any, index: int | None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise FragmentError(fid, field, f"expected a number, got {type(value).__name__}", index)
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:
+        raise FragmentError(fid, field, f"number too large for a float: {value!r:.40}", index) from None
     if not math.isfinite(v):
         raise FragmentError(fid, field, f"non-finite value {v}", index)
     return v

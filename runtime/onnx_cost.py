@@ -435,9 +435,10 @@ class _Entry:
 def _document_gap(track1: Mapping[str, Any], track2: Mapping[str, Any]) -> float | None:
     """t_B[0] - t_A[-1] straight from the documents (None when unreadable: full validation will say why)."""
     try:
-        return float(track2["timestamp"][0]) - float(track1["timestamp"][-1])
-    except (KeyError, IndexError, TypeError, ValueError):
+        gap = float(track2["timestamp"][0]) - float(track1["timestamp"][-1])
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError):
         return None
+    return gap if math.isfinite(gap) else None  # NaN/inf at a junction: validation names it
 
 
 class OnnxCostFunction(StitchCostFunction):
@@ -583,10 +584,11 @@ class OnnxCostFunction(StitchCostFunction):
         try:
             start = float(track2["timestamp"][0])
             ends = np.array([key[2] for key in keys], dtype=np.float64)
-        except (KeyError, IndexError, TypeError, ValueError):
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError):
             ends = None
-        if ends is None or np.isnan(ends).any():
-            # something unreadable (e.g. an empty timestamp array): validation names the document and field
+        if ends is None or not (math.isfinite(start) and np.isfinite(ends).all()):
+            # something unreadable (an empty timestamp array, NaN/inf at a junction): validation names the
+            # document and field
             self._cache.get(track2)
             self._cache.get_many(tracks1, keys)
             raise FragmentError(None, "timestamp", "unreadable in a candidate fragment")  # pragma: no cover
