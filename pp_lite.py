@@ -168,7 +168,8 @@ def run(scenario_or_raw_docs: str | Sequence[Mapping[str, Any]], params: Mapping
         data_dir: str | os.PathLike = "data", solver: str = "online", fill: bool = True,
         on_bad_fragment: str = "fail", legacy_window: bool = False,
         cost_fn: StitchCostFunction | None = None, base_dir: str | None = None,
-        progress: Callable[[str], None] | None = None, name: str | None = None) -> tuple[list[dict], dict]:
+        progress: Callable[[str], None] | None = None, name: str | None = None,
+        direction: int | None = None) -> tuple[list[dict], dict]:
     """Run the pipeline on one scenario and return the REC documents and the run summary.
 
     Parameters
@@ -188,6 +189,8 @@ def run(scenario_or_raw_docs: str | Sequence[Mapping[str, Any]], params: Mapping
     base_dir : folder that relative artifact paths in the config resolve against (default: cwd).
     progress : called with a progress line every few hundred fragments.
     name : label for trajectory ids and the summary (default: the scenario name, else "rec").
+    direction : 1 (EB) or -1 (WB) stitches that direction only (the directions never link, so two
+        processes, one per direction, give the sequential run's output between them); None: both.
 
     Returns
     -------
@@ -204,6 +207,8 @@ def run(scenario_or_raw_docs: str | Sequence[Mapping[str, Any]], params: Mapping
         raise PipelineError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     if on_bad_fragment not in ("fail", "skip"):
         raise PipelineError(f"on_bad_fragment must be 'fail' or 'skip', got {on_bad_fragment!r}")
+    if direction not in (None, 1, -1):
+        raise PipelineError(f"direction must be 1 (EB) or -1 (WB), got {direction!r}")
     t_start = time.perf_counter()
     say = progress or (lambda line: None)
     if isinstance(scenario_or_raw_docs, str):
@@ -231,8 +236,10 @@ def run(scenario_or_raw_docs: str | Sequence[Mapping[str, Any]], params: Mapping
     online_total = offline_total = 0.0
     filled_total = 0
     done = 0
-    for direction, dname in DIRECTIONS:
-        lane = sorted((it for it in items if it[0].direction == direction),
+    for lane_dir, dname in DIRECTIONS:
+        if direction is not None and lane_dir != direction:
+            continue
+        lane = sorted((it for it in items if it[0].direction == lane_dir),
                       key=lambda it: (it[0].last_timestamp, it[0].first_timestamp))
         if not lane:
             continue
@@ -268,7 +275,8 @@ def run(scenario_or_raw_docs: str | Sequence[Mapping[str, Any]], params: Mapping
         "stitcher": config.describe(),
         "cost_function": _jsonable(cost_fn.describe()),
         "fragments_in": len(raw_docs),
-        "fragments_stitched": len(items),
+        "direction": direction,
+        "fragments_stitched": sum(d["fragments"] for d in stats_by_dir.values()),
         "skipped": skipped,
         "dropped_short": feed["dropped_short"],
         "dropped_short_ids": feed["dropped_short_ids"],
@@ -402,6 +410,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--legacy-window", action="store_true",
                    help="use the reference's eligibility window, which misses links to long successors "
                         "(for comparison only)")
+    p.add_argument("--direction", type=int, choices=(1, -1), default=None,
+                   help="stitch one direction only: 1 eastbound, -1 westbound (default: both); run one "
+                        "process per direction, with different --tag or --out, to use two cores")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary line")
     return p
 
@@ -415,7 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_dir = os.path.dirname(os.path.abspath(args.config))
         rec_docs, summary = run(args.scenario, params, data_dir=args.data, solver=args.solver,
                                 fill=not args.no_fill, on_bad_fragment=args.on_bad_fragment,
-                                legacy_window=args.legacy_window, base_dir=base_dir, progress=say)
+                                legacy_window=args.legacy_window, base_dir=base_dir, progress=say,
+                                direction=args.direction)
         summary["config_file"] = os.path.abspath(args.config)
         rec_path, _ = write_outputs(args.out or args.data, args.scenario, args.tag, rec_docs, summary)
     except (PipelineError, ConfigError, ArtifactError, ValueError, OSError) as exc:  # FragmentError is a ValueError
