@@ -446,6 +446,7 @@ def run_gate(artifacts_dir: str | None = DEFAULT_ARTIFACTS, budgets_path: str = 
     inject_us : {cost name or "*": microseconds of busy-wait added per pair scored} (a test hook).
     workload : (pairs, groups) to reuse; default `gate_pairs()`.
     """
+    budgets = load_budgets(budgets_path)  # before measuring: a bad budgets file fails fast
     costs = load_costs(artifacts_dir, say)
     inject_us = dict(inject_us or {})
     unknown = sorted(set(inject_us) - set(costs) - {"*"})
@@ -459,7 +460,7 @@ def run_gate(artifacts_dir: str | None = DEFAULT_ARTIFACTS, budgets_path: str = 
     config = config or GateConfig()
     pairs, groups = workload if workload is not None else gate_pairs()
     measured = measure(costs, pairs, groups, config)
-    result = evaluate(measured, load_budgets(budgets_path))
+    result = evaluate(measured, budgets)
     result.notes[:0] = [f"{len(pairs)} pairs, {len(groups)} groups of {BATCH}; {config.rounds} rounds"]
     return result
 
