@@ -7,6 +7,7 @@ check passed, so a failed export leaves nothing at `out_dir` and the previous ar
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import glob
 import json
 import os
@@ -96,13 +97,41 @@ def _versions() -> dict:
     return out
 
 
+def _exchange(a: str, b: str) -> bool:
+    """Swap two folders in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP):  # file system or kernel without it
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
 def install_artifact(staged: str, out_dir: str) -> None:
-    """Rename the staged folder to `out_dir`; a previous artifact there is replaced only at this point."""
+    """Rename the staged folder to `out_dir`; a previous artifact there is replaced only at this point.
+
+    Replacing swaps the two folders atomically where the system can (Linux), so a process killed at
+    any instant leaves `out_dir` holding either the previous artifact or the new one, never nothing.
+    """
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise ExportError(f"--out {out_dir} exists and is not a folder")
     if not os.path.exists(out_dir):
         os.rename(staged, out_dir)
         return
+    if _exchange(staged, out_dir):
+        shutil.rmtree(staged, ignore_errors=True)  # now the previous artifact
+        return
+    # Fallback: two renames (a kill between them leaves the previous artifact in the .old- folder).
     parent = os.path.dirname(os.path.abspath(out_dir))
     old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
     old_artifact = os.path.join(old, "artifact")
