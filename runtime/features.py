@@ -61,7 +61,7 @@ DEFAULT_SCHEMA = SCHEMA_V2
 SCHEMAS: dict[str, tuple[str, ...]] = {SCHEMA_V1: FEATURE_NAMES, SCHEMA_V2: FEATURE_NAMES}
 # Part of every schema hash: bump it when the code of a schema changes in any way that alters a
 # value (which FEATURES.md says must instead become a new schema), so stale manifests are caught.
-FEATURE_CODE_VERSION = "1"
+FEATURE_CODE_VERSION = "2"  # 2: v2 vel_ratio speed floor (artifacts from "1" are refused)
 
 _INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 # v2 windows: the last / first WINDOW_SECONDS of a fragment. The tolerance keeps the sample exactly
