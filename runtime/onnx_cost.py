@@ -605,7 +605,8 @@ class OnnxCostFunction(StitchCostFunction):
 def _feature_schema(where: str, manifest: Mapping[str, Any]) -> tuple[str, list[str]]:
     """(schema, feature names) after checking that this runtime computes them exactly as at export."""
     schema = manifest.get("feature_schema")
-    names = (manifest.get("inputs") or {}).get("feature_names")
+    inputs = manifest.get("inputs")
+    names = inputs.get("feature_names") if isinstance(inputs, dict) else None
     if not isinstance(names, list) or not names or any(n not in FEATURE_NAMES for n in names):
         raise SchemaError(f"{where}: inputs.feature_names must be a non-empty list of known feature names")
     try:
@@ -628,7 +629,7 @@ def _open_graphs(where: str, manifest: Mapping[str, Any], blobs: Mapping[str, by
     sessions = {}
     for role, g in graphs.items():
         file = g.get("file") if isinstance(g, dict) else None
-        if file not in blobs:
+        if not isinstance(file, str) or file not in blobs:
             raise ManifestError(f"{where}: graph {role!r} file {file!r} is not among the checksummed files")
         inspect_model(blobs[file], f"{where}/{file}")
         try:
@@ -649,8 +650,14 @@ def _signature(where: str, role: str, declared: Mapping[str, Any], session: ort.
     if [t.name for t in got_in] != list(inputs) or [t.name for t in got_out] != [output_name]:
         raise SignatureMismatchError(f"{where}: {role} graph has inputs {[t.name for t in got_in]} and outputs "
                                      f"{[t.name for t in got_out]}, expected {list(inputs)} -> [{output_name!r}]")
-    listed = {t.get("name"): t for t in list(declared.get("inputs", [])) + list(declared.get("outputs", []))
-              if isinstance(t, dict)}
+    listed = {}
+    for key in ("inputs", "outputs"):
+        entries = declared.get(key, [])
+        if not isinstance(entries, list) or not all(isinstance(t, dict) and isinstance(t.get("name"), str)
+                                                    and isinstance(t.get("dtype"), str)
+                                                    and isinstance(t.get("shape"), list) for t in entries):
+            raise ManifestError(f"{where}: graphs.{role}.{key} must be a list of {{name, dtype, shape}} objects")
+        listed.update((t["name"], t) for t in entries)
     out = {}
     for t in list(got_in) + list(got_out):
         want = listed.get(t.name)
@@ -659,7 +666,7 @@ def _signature(where: str, role: str, declared: Mapping[str, Any], session: ort.
         dtype = want.get("dtype")
         if _ORT_TYPES.get(dtype) != t.type:
             raise SignatureMismatchError(f"{where}: {role} graph tensor {t.name!r} is {t.type}, the manifest says {dtype!r}")
-        shape = list(want.get("shape", []))
+        shape = want["shape"]
         if len(shape) != len(t.shape) or list(t.shape[1:]) != shape[1:] or not isinstance(t.shape[0], str):
             raise SignatureMismatchError(f"{where}: {role} graph tensor {t.name!r} has shape {t.shape}, the manifest "
                                          f"says {shape}")
