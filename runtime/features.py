@@ -155,14 +155,15 @@ class FragmentFeatures:
         head_extreme_block the same as a (2, 3, H) array.
     has_vact, vact_x, vact_y : mean finite-difference velocity at the start (as B).
     curvature_mean, curvature_std : curvature statistics of the whole fragment.
-    a_row : (1, len(_A_FIELDS)) array of the A-role quantities, for the batch path.
+    a_row : (1, len(_A_FIELDS)) array of the A-role quantities, for the v1 batch path (None in v2).
+    a_block, b_role : the v2 batch path's A-role row and B-role constants (None in v1); see `_batch_v2`.
     """
 
     __slots__ = _A_FIELDS + (
         "schema", "id", "n", "t_start", "gap_start", "vel_first", "vel_den",
         "head_m", "head_u_mean", "head_u_var", "head_x_mean", "head_x_var", "head_y_mean", "head_y_var",
         "head_x_own", "head_y_own", "head_x_resvar", "head_y_resvar", "head_log_var",
-        "head_extremes", "head_extreme_block", "has_vact", "vact_x", "vact_y", "a_row",
+        "head_extremes", "head_extreme_block", "has_vact", "vact_x", "vact_y", "a_row", "a_block", "b_role",
     )
 
     def __repr__(self) -> str:
@@ -346,7 +347,13 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
     if v2:
         s.vact_x *= s.direction
     s.curvature_mean, s.curvature_std = _curvature(fragment, v2)
-    s.a_row = np.array([[getattr(s, f) for f in _A_FIELDS]], dtype=np.float64)
+    if v2:
+        s.a_row = None
+        s.a_block = _a_block(s)
+        s.b_role = _BRole(s)
+    else:
+        s.a_row = np.array([[getattr(s, f) for f in _A_FIELDS]], dtype=np.float64)
+        s.a_block = s.b_role = None
     return s
 
 
@@ -514,6 +521,192 @@ class _Columns:
             setattr(self, name, column)
 
 
+# ------------------------------------------------------------------------------------------------------
+# The v2 batch path: a few numpy operations on (K, w) blocks instead of ~150 on (K,) columns.
+#
+# Each fragment stores, once, an A-role row (`a_block`) and B-role vectors (`b_block`) laid out so that
+# most features of K pairs come out of one multiply and one subtract: slot j of the "linear" block is
+# a_j * m_j - s_j with (a_j, m_j, s_j) chosen so that the result is, operation for operation, the
+# scalar definition in `_pair_values` (IEEE rounding is symmetric under negation, and products with
+# 1, 0 and +-0.5 are exact): copies of A (a, 1, 0), constants of B (0, 1, -b), time_gap (-a.gap_end,
+# 1, -b.gap_start), differences (a, 1, b) whose absolute value is taken next, direction_match
+# (a.direction, b.direction / 2, -1/2). The remaining features (ratios, spatial gap, the projection
+# block) follow `_pair_values` operation for operation on (K, 2) x/y blocks, so every value equals the
+# single-pair path bit for bit except the logs and exps (numpy's vs libm's, ~1e-16 relative).
+
+# (feature or auxiliary name, A-role slot, B-role multiplier, B-role subtrahend), in work-column order.
+def _linear_slots(s: "FragmentFeatures", role: str) -> list:
+    """The linear block of `s` in the A role (role "a": the slot values) or the B role ("mul", "sub")."""
+    copy = lambda value: {"a": value, "mul": 1.0, "sub": 0.0}  # noqa: E731
+    const = lambda value: {"a": 0.0, "mul": 1.0, "sub": -value}  # noqa: E731
+    diff = lambda a_value, b_value: {"a": a_value, "mul": 1.0, "sub": b_value}  # noqa: E731
+    slots = [
+        copy(s.duration), const(s.duration), copy(s.y_mean), const(s.y_mean), copy(s.y_std), const(s.y_std),
+        copy(s.vel_mean), const(s.vel_mean), copy(s.length), const(s.length), copy(s.width), const(s.width),
+        copy(s.height), const(s.height), copy(s.conf_mean), const(s.conf_mean), copy(s.conf_min),
+        const(s.conf_min), const(s.vact_x), const(s.vact_y), copy(s.curvature_mean), const(s.curvature_mean),
+        copy(s.curvature_std), const(s.curvature_std),
+        {"a": -s.gap_end, "mul": 1.0, "sub": -s.gap_start},                # time_gap = B.gap_start - A.gap_end
+        {"a": s.direction, "mul": 0.5 * s.direction, "sub": -0.5},        # direction_match
+        {"a": -s.t_end, "mul": 1.0, "sub": -s.t_start},                   # gap of the projection block
+        diff(s.end_x, s.start_x),                                          # -(spatial gap along +x)
+        # |differences|, contiguous: abs() runs on one slice
+        diff(s.y_mean, s.y_mean), diff(s.vel_last, s.vel_first), diff(s.length, s.length),
+        diff(s.width, s.width), diff(s.height, s.height), diff(s.curvature_mean, s.curvature_mean),
+    ]
+    return [slot[role] for slot in slots]
+
+
+_LINEAR_NAMES = (
+    "duration_a", "duration_b", "y_mean_a", "y_mean_b", "y_std_a", "y_std_b", "vel_a_mean", "vel_b_mean",
+    "length_a", "length_b", "width_a", "width_b", "height_a", "height_b", "conf_a_mean", "conf_b_mean",
+    "conf_a_min", "conf_b_min", "velocity_actual_x_mean", "velocity_actual_y_mean",
+    "curvature_a_mean", "curvature_b_mean", "curvature_a_std", "curvature_b_std",
+    "time_gap", "direction_match", "<gap>", "<end_x - start_x>",
+    "y_diff", "vel_diff", "length_diff", "width_diff", "height_diff", "curvature_diff",
+)
+_N_LINEAR = len(_LINEAR_NAMES)
+_ABS = slice(_LINEAR_NAMES.index("y_diff"), _N_LINEAR)
+_GAP = _LINEAR_NAMES.index("<gap>")
+_END_MINUS_START = _LINEAR_NAMES.index("<end_x - start_x>")
+# After the linear block: computed columns, x/y pairs adjacent where one operation makes both.
+_COMPUTED_NAMES = (
+    "duration_ratio", "vel_ratio", "spatial_gap",
+    "projection_error_x_mean", "projection_error_y_mean", "projection_error_x_std",
+    "projection_error_y_std", "projection_error_x_max", "projection_error_y_max",
+    "velocity_fit_x", "velocity_fit_y", "velocity_mismatch_x", "velocity_mismatch_y",
+    "bhattacharyya_distance", "bhattacharyya_coeff",
+)
+_WORK_NAMES = _LINEAR_NAMES + _COMPUTED_NAMES
+_W = {name: i for i, name in enumerate(_WORK_NAMES)}
+assert set(FEATURE_NAMES) <= set(_WORK_NAMES)
+# A-role row after the linear slots: the ratio numerators, -direction, then the projection inputs.
+_A_RATIO = slice(_N_LINEAR, _N_LINEAR + 2)
+_A_NEGDIR = _N_LINEAR + 2
+_A_LAG = _N_LINEAR + 3
+_A_TAIL = slice(_N_LINEAR + 4, _N_LINEAR + 6)
+_A_SLOPE = slice(_N_LINEAR + 6, _N_LINEAR + 8)
+_A_DIR = _N_LINEAR + 8
+_A_SINGLE = _N_LINEAR + 9
+
+
+class _BRole:
+    """The v2 batch path's constants of one fragment as the later one (B) of every pair, as columns
+    that broadcast against (rows, K) blocks."""
+
+    __slots__ = ("mul", "sub", "ratio_den", "head_mean", "u_mean", "u_var", "own", "resvar", "var_eps",
+                 "log_var", "hull_z", "hull_u", "hull_sign", "vact", "has_vact")
+
+    def __init__(self, s: "FragmentFeatures"):
+        column = lambda values: np.array(values, dtype=np.float64)[:, None]  # noqa: E731
+        self.mul = column(_linear_slots(s, "mul"))
+        self.sub = column(_linear_slots(s, "sub"))
+        self.ratio_den = column((s.duration + EPS, s.vel_den))
+        self.head_mean = column((s.head_x_mean, s.head_y_mean))
+        self.u_mean, self.u_var, self.log_var = s.head_u_mean, s.head_u_var, s.head_log_var
+        self.own = column((s.head_x_own, s.head_y_own))
+        self.resvar = column((s.head_x_resvar, s.head_y_resvar))
+        self.var_eps = column((s.head_x_var + EPS, s.head_y_var + EPS))
+        block = s.head_extreme_block  # (2, 3, H) -> three (2, H, 1)
+        self.hull_z, self.hull_u, self.hull_sign = (np.ascontiguousarray(block[:, r, :, None]) for r in range(3))
+        self.vact = column((s.vact_x, s.vact_y))
+        self.has_vact = bool(s.has_vact)
+
+
+def _a_block(s: "FragmentFeatures") -> np.ndarray:
+    """The v2 batch path's (1, w) row of one fragment as the earlier one (A) of a pair."""
+    return np.array([_linear_slots(s, "a") + [s.duration, s.vel_last, -s.direction, s.tail_lag, s.tail_x,
+                                             s.tail_y, s.slope_x, s.slope_y, s.direction, s.tail_single]])
+
+
+def _batch_v2(a: np.ndarray, b: _BRole, any_single: bool) -> np.ndarray:
+    """v2 features of K pairs as a (len(_WORK_NAMES), K) block, rows in `_WORK_NAMES` order.
+
+    `a` is the (w, K) transpose of the stacked `_a_block` rows (contiguous: every quantity of A is a
+    contiguous row, so each operation below is one numpy call on a contiguous (K,) or (2, K) block),
+    `b` the later fragment, `any_single` whether some A has a one-sample tail window.
+    """
+    k = a.shape[1]
+    work = np.empty((len(_WORK_NAMES), k))
+    work[_W["bhattacharyya_coeff"]] = 0.0
+    linear = work[:_N_LINEAR]
+    np.multiply(a[:_N_LINEAR], b.mul, out=linear)
+    linear -= b.sub
+    np.abs(work[_ABS], out=work[_ABS])
+    np.divide(a[_A_RATIO], b.ratio_den, out=work[_W["duration_ratio"]:_W["vel_ratio"] + 1])
+    np.multiply(work[_END_MINUS_START], a[_A_NEGDIR], out=work[_W["spatial_gap"]])
+
+    # 29-42, as `_pair_values` (x and y as two rows).
+    gap = work[_GAP]
+    lead = gap + a[_A_LAG]
+    slope = a[_A_SLOPE]
+    at = slope * lead
+    at += a[_A_TAIL]
+    if any_single:
+        lag = a[_A_SINGLE] * np.maximum(-gap, 0.0)
+        q = 1.0 / (1.0 + lag * lag)
+        slope = slope + a[_A_TAIL] * lag * q
+        at = at * q
+    # mean = B's head mean - at - slope * u_mean, written where projection_error_*_mean go
+    mean = work[_W["projection_error_x_mean"]:_W["projection_error_y_mean"] + 1]
+    np.subtract(b.head_mean, at, out=mean)
+    mean -= slope * b.u_mean
+    var = work[_W["projection_error_x_std"]:_W["projection_error_y_std"] + 1]
+    np.subtract(slope, b.own, out=var)
+    var *= var
+    var *= b.u_var
+    var += b.resvar
+    np.sqrt(var, out=var)
+    # The largest projection error over B's hull points, x and y at once: (2, H, K).
+    errors = slope[:, None, :] * b.hull_u
+    np.subtract(b.hull_z, errors, out=errors)
+    errors += mean[:, None, :] * b.hull_sign
+    errors.max(axis=1, out=work[_W["projection_error_x_max"]:_W["projection_error_y_max"] + 1])
+    # rows pooled x, y, pred x, y; logged in one call
+    logs = np.empty((4, k))
+    pred = logs[2:]
+    np.multiply(slope, slope, out=pred)
+    pred *= b.u_var
+    pred += EPS
+    pooled = logs[:2]
+    np.add(pred, b.var_eps, out=pooled)
+    pooled *= 0.5
+    quad = mean * mean
+    quad /= pooled
+    np.log(logs, out=logs)
+    sums = logs[0::2] + logs[1::2]  # log pooled_x + log pooled_y, log pred_x + log pred_y
+    inner = sums[1]
+    inner += b.log_var
+    inner *= 0.5
+    outer = sums[0]
+    outer -= inner
+    outer *= 0.5
+    distance = work[_W["bhattacharyya_distance"]]
+    np.add(quad[0], quad[1], out=distance)
+    distance *= 0.125
+    distance += outer
+    # distance(): 999 where not finite or < -999, else clipped to [0, 999]; fmin maps NaN to 999 too.
+    np.fmin(distance, DISTANCE_SENTINEL, out=distance)
+    if min(distance.tolist()) < -DISTANCE_SENTINEL:
+        distance[distance < -DISTANCE_SENTINEL] = DISTANCE_SENTINEL
+    np.maximum(distance, 0.0, out=distance)
+    # coefficient(): exp(-d) below the cut-off, else 0 (the row starts zeroed)
+    coefficient = work[_W["bhattacharyya_coeff"]]
+    np.exp(-distance, out=coefficient, where=distance < COEFF_CUTOFF)
+    # Direction-normalised x: error_x, fit_x = direction * (mean_x, slope_x).
+    direction = a[_A_DIR]
+    mean[0] *= direction
+    fit = work[_W["velocity_fit_x"]:_W["velocity_fit_y"] + 1]
+    fit[...] = slope
+    fit[0] *= direction
+    mismatch = work[_W["velocity_mismatch_x"]:_W["velocity_mismatch_y"] + 1]
+    if b.has_vact:
+        np.subtract(fit, b.vact, out=mismatch)
+        np.abs(mismatch, out=mismatch)
+    else:
+        mismatch[...] = 0.0
+    return work
+
 class FeatureExtractor:
     """Engineered pair features of one schema, with per-fragment work cached.
 
@@ -555,6 +748,7 @@ class FeatureExtractor:
         self._v2 = schema == SCHEMA_V2
         self._index = [_INDEX[n] for n in self.names]
         self._all = self.names == FEATURE_NAMES
+        self._perm = np.array([_W[n] for n in self.names], dtype=np.intp)
         self._cache = FragmentCache(self._build, cache_size)
 
     def _build(self, doc: Mapping[str, Any]) -> FragmentFeatures:
@@ -573,6 +767,14 @@ class FeatureExtractor:
     def summarize(self, doc: Mapping[str, Any]) -> FragmentFeatures:
         """The cached per-fragment quantities of `doc` (validated once; `FragmentError` if invalid)."""
         return self._cache.get(doc)
+
+    def summarize_fragment(self, fragment: Fragment) -> FragmentFeatures:
+        """The per-fragment quantities of an already validated `Fragment`, uncached.
+
+        For callers that validate a document once and derive several things from it (a sequence
+        model's windows and features); `summarize(doc)` is the cached, validating entry point.
+        """
+        return _summarize(fragment, self.schema)
 
     def _check(self, summary: FragmentFeatures) -> None:
         if summary.schema != self.schema:
@@ -595,11 +797,13 @@ class FeatureExtractor:
         """
         self._check(sb)
         k = len(list_sa)
-        out = np.empty((k, len(self.names)))
         if k == 0:
-            return out
+            return np.empty((0, len(self.names)))
+        if self._v2:
+            return self._batch_v2(list_sa, sb).take(self._perm, axis=0).T
         for sa in list_sa:
             self._check(sa)
+        out = np.empty((k, len(self.names)))
         columns = _Columns(np.concatenate([sa.a_row for sa in list_sa]))
         with np.errstate(all="ignore"):
             values = _pair_values(columns, sb, _ArrayOps, self._v2)
@@ -612,6 +816,18 @@ class FeatureExtractor:
         if varying:
             out[:, varying] = np.array([values[self._index[j]] for j in varying]).T
         return out
+
+    def _batch_v2(self, list_sa: Sequence[FragmentFeatures], sb: FragmentFeatures) -> np.ndarray:
+        """`_batch_v2` of non-empty `list_sa` against `sb` (checked): (len(_WORK_NAMES), K)."""
+        schema, any_single = self.schema, False
+        for sa in list_sa:
+            if sa.schema != schema:
+                self._check(sa)
+            if sa.tail_single:
+                any_single = True
+        a = np.concatenate([sa.a_block for sa in list_sa]).T.copy()
+        with np.errstate(all="ignore"):
+            return _batch_v2(a, sb.b_role, any_single)
 
     def pair(self, doc_a: Mapping[str, Any], doc_b: Mapping[str, Any]) -> np.ndarray:
         """Features of the pair `doc_a` (earlier) -> `doc_b` (later): float64 vector of len(names).

@@ -70,6 +70,15 @@ def fragment_key(doc: Mapping[str, Any]) -> tuple:
 
     Cheap (no array conversion); raises `FragmentError` when the fields it reads are unusable.
     """
+    if type(doc) is dict:
+        # Fast path for the common case (every cache lookup of every cost call comes here): the same
+        # key the general path below returns for a plain string `_id` and a list of floats.
+        fid = doc.get("_id")
+        ts = doc.get("timestamp")
+        if type(fid) is str and fid and type(ts) is list and ts:
+            last = ts[-1]
+            if type(last) is float:
+                return (fid, len(ts), last)
     fid = fragment_id(doc)
     try:
         ts = doc["timestamp"]

@@ -502,10 +502,12 @@ class OnnxCostFunction(StitchCostFunction):
 
     # -- per fragment ----------------------------------------------------------------------------------
     def _summarize(self, doc: Mapping[str, Any]) -> _Entry:
-        summary = self._extractor.summarize(doc)
+        # validated once: the features and (sequence models) the windows come from the same Fragment
+        fragment = Fragment.from_document(doc)
+        summary = self._extractor.summarize_fragment(fragment)
         entry = _Entry(summary, summary.t_start, summary.t_end)
         if self.sequence:
-            windows, masks = fragment_windows(Fragment.from_document(doc), self.window_length)
+            windows, masks = fragment_windows(fragment, self.window_length)
             with self._lock:
                 (win, mask), out, binding = self._encoder.buffers(2)
                 win[...] = windows
