@@ -534,27 +534,30 @@ class _Columns:
 # block) follow `_pair_values` operation for operation on (K, 2) x/y blocks, so every value equals the
 # single-pair path bit for bit except the logs and exps (numpy's vs libm's, ~1e-16 relative).
 
-# (feature or auxiliary name, A-role slot, B-role multiplier, B-role subtrahend), in work-column order.
-def _linear_slots(s: "FragmentFeatures", role: str) -> list:
-    """The linear block of `s` in the A role (role "a": the slot values) or the B role ("mul", "sub")."""
-    copy = lambda value: {"a": value, "mul": 1.0, "sub": 0.0}  # noqa: E731
-    const = lambda value: {"a": 0.0, "mul": 1.0, "sub": -value}  # noqa: E731
-    diff = lambda a_value, b_value: {"a": a_value, "mul": 1.0, "sub": b_value}  # noqa: E731
-    slots = [
-        copy(s.duration), const(s.duration), copy(s.y_mean), const(s.y_mean), copy(s.y_std), const(s.y_std),
-        copy(s.vel_mean), const(s.vel_mean), copy(s.length), const(s.length), copy(s.width), const(s.width),
-        copy(s.height), const(s.height), copy(s.conf_mean), const(s.conf_mean), copy(s.conf_min),
-        const(s.conf_min), const(s.vact_x), const(s.vact_y), copy(s.curvature_mean), const(s.curvature_mean),
-        copy(s.curvature_std), const(s.curvature_std),
-        {"a": -s.gap_end, "mul": 1.0, "sub": -s.gap_start},                # time_gap = B.gap_start - A.gap_end
-        {"a": s.direction, "mul": 0.5 * s.direction, "sub": -0.5},        # direction_match
-        {"a": -s.t_end, "mul": 1.0, "sub": -s.t_start},                   # gap of the projection block
-        diff(s.end_x, s.start_x),                                          # -(spatial gap along +x)
-        # |differences|, contiguous: abs() runs on one slice
-        diff(s.y_mean, s.y_mean), diff(s.vel_last, s.vel_first), diff(s.length, s.length),
-        diff(s.width, s.width), diff(s.height, s.height), diff(s.curvature_mean, s.curvature_mean),
-    ]
-    return [slot[role] for slot in slots]
+def _linear_slots(s: "FragmentFeatures") -> tuple[list, list, list]:
+    """The linear block of `s`: (A-role slot values, B-role multipliers, B-role subtrahends), in the
+    order of `_LINEAR_NAMES`: copies of A (a, 1, 0), constants of B (0, 1, -b), time_gap
+    (-gap_end, 1, -gap_start), direction_match (direction, direction / 2, -1/2), the projection gap
+    (-t_end, 1, -t_start), then differences (a, 1, b)."""
+    a_copies = [s.duration, s.y_mean, s.y_std, s.vel_mean, s.length, s.width, s.height, s.conf_mean,
+                s.conf_min, s.curvature_mean, s.curvature_std]
+    a_part, mul, sub = [], [], []
+    for value in a_copies[:9]:  # copy of A, then the same quantity as a constant of B
+        a_part += (value, 0.0)
+        sub += (0.0, -value)
+    a_part += (0.0, 0.0)  # velocity_actual_x_mean, velocity_actual_y_mean (B only)
+    sub += (-s.vact_x, -s.vact_y)
+    for value in a_copies[9:]:
+        a_part += (value, 0.0)
+        sub += (0.0, -value)
+    mul += [1.0] * len(a_part)
+    a_part += (-s.gap_end, s.direction, -s.t_end, s.end_x)
+    mul += (1.0, 0.5 * s.direction, 1.0, 1.0)
+    sub += (-s.gap_start, -0.5, -s.t_start, s.start_x)
+    a_part += (s.y_mean, s.vel_last, s.length, s.width, s.height, s.curvature_mean)
+    mul += (1.0,) * 6
+    sub += (s.y_mean, s.vel_first, s.length, s.width, s.height, s.curvature_mean)
+    return a_part, mul, sub
 
 
 _LINEAR_NAMES = (
@@ -598,24 +601,26 @@ class _BRole:
                  "log_var", "hull_z", "hull_u", "hull_sign", "vact", "has_vact")
 
     def __init__(self, s: "FragmentFeatures"):
-        column = lambda values: np.array(values, dtype=np.float64)[:, None]  # noqa: E731
-        self.mul = column(_linear_slots(s, "mul"))
-        self.sub = column(_linear_slots(s, "sub"))
-        self.ratio_den = column((s.duration + EPS, s.vel_den))
-        self.head_mean = column((s.head_x_mean, s.head_y_mean))
+        # One array for all of them (the cold path builds one of these per new fragment), sliced into
+        # (rows, 1) columns.
+        _, mul, sub = _linear_slots(s)
+        column = np.array(mul + sub + [
+            s.duration + EPS, s.vel_den, s.head_x_mean, s.head_y_mean, s.head_x_own, s.head_y_own,
+            s.head_x_resvar, s.head_y_resvar, s.head_x_var + EPS, s.head_y_var + EPS, s.vact_x, s.vact_y,
+        ])[:, None]
+        n = len(mul)
+        self.mul, self.sub = column[:n], column[n:2 * n]
+        (self.ratio_den, self.head_mean, self.own, self.resvar, self.var_eps, self.vact) = \
+            (column[i:i + 2] for i in range(2 * n, 2 * n + 12, 2))
         self.u_mean, self.u_var, self.log_var = s.head_u_mean, s.head_u_var, s.head_log_var
-        self.own = column((s.head_x_own, s.head_y_own))
-        self.resvar = column((s.head_x_resvar, s.head_y_resvar))
-        self.var_eps = column((s.head_x_var + EPS, s.head_y_var + EPS))
-        block = s.head_extreme_block  # (2, 3, H) -> three (2, H, 1)
-        self.hull_z, self.hull_u, self.hull_sign = (np.ascontiguousarray(block[:, r, :, None]) for r in range(3))
-        self.vact = column((s.vact_x, s.vact_y))
+        block = s.head_extreme_block[:, :, :, None]  # (2, 3, H, 1): rows z', u', sign of each dimension
+        self.hull_z, self.hull_u, self.hull_sign = block[:, 0], block[:, 1], block[:, 2]
         self.has_vact = bool(s.has_vact)
 
 
 def _a_block(s: "FragmentFeatures") -> np.ndarray:
     """The v2 batch path's (1, w) row of one fragment as the earlier one (A) of a pair."""
-    return np.array([_linear_slots(s, "a") + [s.duration, s.vel_last, -s.direction, s.tail_lag, s.tail_x,
+    return np.array([_linear_slots(s)[0] + [s.duration, s.vel_last, -s.direction, s.tail_lag, s.tail_x,
                                              s.tail_y, s.slope_x, s.slope_y, s.direction, s.tail_single]])
 
 
