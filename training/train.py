@@ -40,8 +40,15 @@ def load_splits(spec: DatasetSpec, data_dir: str, progress: bool = True) -> dict
     return {name: sp.select(sp.trainable) for name, sp in splits.items()}
 
 
-def subsample_negatives(sp: ScenarioPairs, max_neg_per_pos: float | None, seed: int) -> ScenarioPairs:
-    """Keep every positive and a seeded random share of negatives (training split only; weights rebalance)."""
+def subsample_negatives(sp: ScenarioPairs, max_neg_per_pos: float | None, seed: int,
+                        hard_fraction: float = 0.5) -> ScenarioPairs:
+    """Keep every positive and at most `max_neg_per_pos` negatives per positive (training split only).
+
+    Half of the kept negatives (`hard_fraction`) are the hardest ones by the Bhattacharyya cost (the
+    lowest-cost negatives, the ones the stitcher could confuse with a true link), the rest a seeded random
+    draw from the remainder, so the model sees both the confusable pairs and the ordinary ones. Class-weighted
+    BCE restores the balance; validation, calibration and test keep the natural ratio.
+    """
     if not max_neg_per_pos:
         return sp
     pos = np.flatnonzero(sp.label == 1)
@@ -49,9 +56,13 @@ def subsample_negatives(sp: ScenarioPairs, max_neg_per_pos: float | None, seed: 
     keep_neg = int(min(neg.size, max_neg_per_pos * pos.size))
     if keep_neg >= neg.size:
         return sp
-    chosen = np.random.default_rng(seed).choice(neg, size=keep_neg, replace=False)
+    n_hard = int(round(hard_fraction * keep_neg))
+    hard = neg[np.argsort(sp.bhat[neg], kind="stable")[:n_hard]]
+    rest = np.setdiff1d(neg, hard, assume_unique=True)
+    chosen = np.random.default_rng(seed).choice(rest, size=keep_neg - n_hard, replace=False)
     mask = np.zeros(len(sp), dtype=bool)
     mask[pos] = True
+    mask[hard] = True
     mask[chosen] = True
     return sp.select(mask)
 
