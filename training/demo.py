@@ -18,7 +18,7 @@ KINDS = ("lr", "mlp", "siamese", "tcn", "transformer")
 DEMO_SEED = 101  # held out: never used by training, validation, calibration or test
 # Settings that keep the whole demo within ~15 minutes on 2 cores.
 DEMO_TRAIN = {
-    "mlp": {"epochs": 25},
+    "mlp": {"epochs": 12},
     "siamese": {"epochs": 4},
     "tcn": {"epochs": 4},
     "transformer": {"epochs": 4},
