@@ -255,3 +255,8 @@ def valid_reversal_index(mask: torch.Tensor) -> torch.Tensor:
     k = torch.cumsum(torch.ones_like(mask), dim=1) - 1.0
     n = mask.sum(dim=1, keepdim=True)
     return torch.where(k < n, n - 1.0 - k, k).long()
+
+
+def pair_model(encoder: nn.Module, config: SequenceConfig, stats: dict) -> "SequencePairModel":
+    """The pair model of any sequence kind: its `encoder` plus the shared pair head sized for it."""
+    return SequencePairModel(encoder, build_head(config, encoder.embedding_dim, stats), config)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .sequence import (ChannelNormaliser, SequenceConfig, SequencePairModel, build_head, fit_sequence_stats,
+from .sequence import (pair_model, ChannelNormaliser, SequenceConfig, SequencePairModel, build_head, fit_sequence_stats,
                        masked_mean, valid_reversal_index)
 
 __all__ = ["Config", "SiameseEncoder", "build", "fit_stats", "search_space", "DEFAULT_TRAIN"]
@@ -65,13 +65,11 @@ class SiameseEncoder(nn.Module):
 
 def build(config: Config, stats: dict) -> SequencePairModel:
     """The Siamese pair model; `stats` from `fit_stats` on the training split."""
-    encoder = SiameseEncoder(config, stats)
-    return SequencePairModel(encoder, build_head(config, encoder.embedding_dim, stats), config)
+    return pair_model(SiameseEncoder(config, stats), config, stats)
 
 
-def fit_stats(train_pairs) -> dict:
-    """Channel statistics of the training split's windows and its feature statistics."""
-    return fit_sequence_stats(train_pairs)
+# Channel statistics of the training split's windows and its feature statistics.
+fit_stats = fit_sequence_stats
 
 
 def search_space(trial) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .sequence import (ChannelNormaliser, SequenceConfig, SequencePairModel, build_head, fit_sequence_stats,
+from .sequence import (pair_model, ChannelNormaliser, SequenceConfig, SequencePairModel, build_head, fit_sequence_stats,
                        masked_max, masked_mean)
 
 __all__ = ["Config", "CausalConv1d", "TemporalBlock", "TCNEncoder", "build", "fit_stats", "search_space", "DEFAULT_TRAIN"]
@@ -94,13 +94,11 @@ class TCNEncoder(nn.Module):
 
 def build(config: Config, stats: dict) -> SequencePairModel:
     """The TCN pair model; `stats` from `fit_stats` on the training split."""
-    encoder = TCNEncoder(config, stats)
-    return SequencePairModel(encoder, build_head(config, encoder.embedding_dim, stats), config)
+    return pair_model(TCNEncoder(config, stats), config, stats)
 
 
-def fit_stats(train_pairs) -> dict:
-    """Channel statistics of the training split's windows and its feature statistics."""
-    return fit_sequence_stats(train_pairs)
+# Channel statistics of the training split's windows and its feature statistics.
+fit_stats = fit_sequence_stats
 
 
 def search_space(trial) -> dict:

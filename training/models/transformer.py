@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .sequence import (ChannelNormaliser, SequenceConfig, SequencePairModel, build_head, fit_sequence_stats,
+from .sequence import (pair_model, ChannelNormaliser, SequenceConfig, SequencePairModel, build_head, fit_sequence_stats,
                        masked_mean, sinusoidal_positions)
 
 __all__ = ["Config", "AttentionBlock", "TransformerEncoder", "build", "fit_stats", "search_space", "DEFAULT_TRAIN"]
@@ -94,13 +94,11 @@ class TransformerEncoder(nn.Module):
 
 def build(config: Config, stats: dict) -> SequencePairModel:
     """The Transformer pair model; `stats` from `fit_stats` on the training split."""
-    encoder = TransformerEncoder(config, stats)
-    return SequencePairModel(encoder, build_head(config, encoder.embedding_dim, stats), config)
+    return pair_model(TransformerEncoder(config, stats), config, stats)
 
 
-def fit_stats(train_pairs) -> dict:
-    """Channel statistics of the training split's windows and its feature statistics."""
-    return fit_sequence_stats(train_pairs)
+# Channel statistics of the training split's windows and its feature statistics.
+fit_stats = fit_sequence_stats
 
 
 def search_space(trial) -> dict:
