@@ -374,3 +374,91 @@ def test_default_architectures_have_the_documented_sizes():
     sizes = {kind: _default_model(kind).encoder.embedding_dim for kind in SEQUENCE_KINDS}
     assert sizes == {"siamese": 128, "tcn": 128, "transformer": 128}
     assert math.isclose(model_module("siamese").Config().contrastive_margin, 2.0)
+
+
+# ---- warm start from a trained MLP --------------------------------------------------------------
+
+def _trained_mlp(toy):
+    """A small MLP fitted on the toy set's (noise) features, so its weights are not a fresh init."""
+    mlp = model_module("mlp")
+    train, val = toy
+    stats = {"feature_mean": train.tensors["features"].mean(0).tolist(),
+             "feature_scale": train.tensors["features"].std(0).tolist()}
+    torch.manual_seed(3)
+    model = mlp.build(mlp.Config(hidden=(16, 8), dropout=0.0), stats)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    return model.eval()
+
+
+def test_warm_start_begins_exactly_at_the_mlp_and_keeps_it_frozen(toy, tmp_path):
+    from training.models.sequence import warm_start_feature_branch
+
+    train, val = toy
+    mlp_model = _trained_mlp(toy)
+    module = model_module("tcn")
+    config = module.Config(head_hidden=(32, 16), window_length=32, feature_branch=(16, 8),
+                           feature_branch_dropout=0.0, **SMALL["tcn"])
+    torch.manual_seed(0)
+    model = module.build(config, module.fit_stats(train))
+    warm_start_feature_branch(model, mlp_model.state_dict(), freeze=True)
+    model.eval()
+    expected = predict_logits(mlp_model, type(val)(val.labels, {"features": val.tensors["features"]}))
+    np.testing.assert_allclose(predict_logits(model, val), expected, rtol=0, atol=1e-5)
+
+    frozen = {k: v.clone() for k, v in model.head.feature_branch.state_dict().items()}
+    train_model(model, train, val, TrainConfig(epochs=2, batch_size=32, lr=5e-3, seed=0), tmp_path, progress=False)
+    for k, v in model.head.feature_branch.state_dict().items():
+        assert torch.equal(v, frozen[k]), k
+    # The encoder path learned something on top: the toy labels depend on the windows only.
+    after = classification_metrics(val.labels, predict_logits(model, val))
+    before = classification_metrics(val.labels, expected)
+    assert after["roc_auc"] > before["roc_auc"] + 0.1, (before, after)
+
+
+def test_warm_start_refuses_weights_of_another_shape(toy):
+    from training.models.sequence import warm_start_feature_branch
+
+    train, _ = toy
+    module = model_module("tcn")
+    stats = module.fit_stats(train)
+    without = module.build(module.Config(window_length=32, **SMALL["tcn"]), stats)
+    with pytest.raises(ValueError, match="no feature branch"):
+        warm_start_feature_branch(without, _trained_mlp(toy).state_dict())
+    other = module.build(module.Config(window_length=32, feature_branch=(32,), **SMALL["tcn"]), stats)
+    with pytest.raises(ValueError, match="do not fit the feature branch"):
+        warm_start_feature_branch(other, _trained_mlp(toy).state_dict())
+
+
+def test_warm_started_head_exports_with_its_branch(toy, tmp_path):
+    from training.models.sequence import warm_start_feature_branch
+
+    module = model_module("tcn")
+    torch.manual_seed(5)
+    stats = _realistic_stats(5)
+    model = module.build(module.Config(feature_branch=(16, 8), feature_branch_dropout=0.0), stats)
+    mlp_model = model_module("mlp").build(model_module("mlp").Config(hidden=(16, 8)), stats)
+    warm_start_feature_branch(model, mlp_model.state_dict())
+    with torch.no_grad():  # a trained head's last layer is no longer zero
+        model.head.mlp[-1].weight.normal_(0, 0.1)
+    model.eval()
+    _check_parity(model, *_export(model, tmp_path))
+
+
+def test_warm_start_refuses_an_mlp_trained_on_other_splits(tmp_path):
+    from training.pairs import DatasetSpec
+    from training.train import _mlp_warm_start, train_run
+
+    spec = DatasetSpec()
+    run = tmp_path / "mlp"
+    run.mkdir()
+    (run / "model_config.json").write_text(json.dumps({"kind": "mlp", "hidden": [16, 8], "dropout": 0.1}))
+    (run / "dataset.json").write_text(json.dumps({**spec.describe(), "train_seeds": [11, 13]}))
+    with pytest.raises(ValueError, match="other data.*train_seeds"):
+        _mlp_warm_start(str(run), spec)
+    (run / "model_config.json").write_text(json.dumps({"kind": "tcn"}))
+    with pytest.raises(ValueError, match="'tcn' run"):
+        _mlp_warm_start(str(run), spec)
+    with pytest.raises(ValueError, match="sequence models"):
+        train_run("mlp", str(tmp_path / "x"), spec, init_features_from=str(run))

@@ -94,6 +94,13 @@ def torch_options(f):
     return f
 
 
+def sequence_options(f):
+    return click.option(
+        "--init-features-from", "init_features_from", type=click.Path(file_okay=False, exists=True), default=None,
+        help="A trained MLP run folder (same data splits): its network becomes a frozen feature branch of the "
+             "pair head and training starts from its predictions, fitting the encoder's contribution on top.")(f)
+
+
 def _torch_train(kind: str, kw: dict) -> None:
     from .train import DEFAULT_MAX_NEG
 
@@ -104,7 +111,9 @@ def _torch_train(kind: str, kw: dict) -> None:
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"--model-config is not valid JSON: {exc}") from None
     max_neg = kw["max_neg_per_pos"] if kw["max_neg_per_pos"] is not None else DEFAULT_MAX_NEG.get(kind)
-    _run(kind, kw["out"], kw, model_overrides=model_overrides, train_overrides=overrides, max_neg_per_pos=max_neg)
+    extra = {"init_features_from": kw["init_features_from"]} if kw.get("init_features_from") else {}
+    _run(kind, kw["out"], kw, model_overrides=model_overrides, train_overrides=overrides, max_neg_per_pos=max_neg,
+         **extra)
 
 
 @click.command("train-lr")
@@ -151,6 +160,7 @@ def train_mlp(**kw):
 @click.command("train-siamese")
 @data_options
 @torch_options
+@sequence_options
 def train_siamese(**kw):
     """Train the Siamese BiLSTM (encoder per fragment window + pair head)."""
     _torch_train("siamese", kw)
@@ -159,6 +169,7 @@ def train_siamese(**kw):
 @click.command("train-tcn")
 @data_options
 @torch_options
+@sequence_options
 def train_tcn(**kw):
     """Train the TCN (dilated causal convolutions per fragment window + pair head)."""
     _torch_train("tcn", kw)
@@ -167,6 +178,7 @@ def train_tcn(**kw):
 @click.command("train-transformer")
 @data_options
 @torch_options
+@sequence_options
 def train_transformer(**kw):
     """Train the Transformer encoder (per fragment window) + pair head."""
     _torch_train("transformer", kw)

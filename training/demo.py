@@ -15,6 +15,7 @@ import time
 from .pairs import DatasetSpec
 
 KINDS = ("lr", "mlp", "siamese", "tcn", "transformer")
+SEQUENCE = ("siamese", "tcn", "transformer")
 DEMO_SEED = 101  # held out: never used by training, validation, calibration or test
 # Settings that keep the whole demo within ~15 minutes on 2 cores.
 DEMO_TRAIN = {
@@ -71,8 +72,10 @@ def main(argv=None) -> int:
         if args.quick:
             train_overrides["epochs"] = 2
         t0 = time.perf_counter()
+        # The sequence models start from the MLP trained just before (a frozen feature branch; see train_run).
+        warm = os.path.join(args.runs, "mlp") if kind in SEQUENCE and "mlp" in kinds else None
         metrics = train_run(kind, run_dir, spec, args.data, splits=splits, train_overrides=train_overrides,
-                            max_neg_per_pos=DEFAULT_MAX_NEG.get(kind), progress=True)
+                            max_neg_per_pos=DEFAULT_MAX_NEG.get(kind), progress=True, init_features_from=warm)
         _report(kind, metrics, run_dir)
         out = os.path.join(args.artifacts, kind)
         manifest = export_artifact(kind, run_dir, out, data_dir=args.data, say=lambda line: _say("  " + line))

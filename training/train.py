@@ -118,11 +118,18 @@ def train_run(kind: str, run_dir: str, spec: DatasetSpec | None = None, data_dir
               model_overrides: Mapping | None = None, train_overrides: Mapping | None = None,
               max_neg_per_pos: float | None = None, features: list[str] | None = None, seed: int = 0,
               progress: bool = True, epoch_callback: Callable | None = None,
-              splits: dict[str, ScenarioPairs] | None = None) -> dict:
+              splits: dict[str, ScenarioPairs] | None = None, init_features_from: str | None = None) -> dict:
     """Train one model of `kind` ("lr", "mlp", "siamese", "tcn", "transformer") and write its run folder.
+
+    `init_features_from` (sequence kinds only): a trained MLP run folder; its network becomes a frozen
+    feature branch of the pair head and the head's own output starts at zero, so training begins at that
+    MLP's predictions and fits the encoder's contribution as a residual (`warm_start_feature_branch`).
+    The MLP must have been trained on the same training split (checked against its dataset.json).
 
     Returns the metrics dict written to `run_dir/metrics.json`.
     """
+    if init_features_from is not None and kind not in ("siamese", "tcn", "transformer"):
+        raise ValueError(f"init_features_from applies to the sequence models, not {kind!r}")
     spec = spec or DatasetSpec()
     os.makedirs(run_dir, exist_ok=True)
     t0 = time.perf_counter()
@@ -142,8 +149,9 @@ def train_run(kind: str, run_dir: str, spec: DatasetSpec | None = None, data_dir
     if kind == "lr":
         metrics = _train_lr(run_dir, spec, splits, train_sp, features, model_overrides or {}, seed)
     else:
+        warm = _mlp_warm_start(init_features_from, spec) if init_features_from else None
         metrics = _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides or {}, train_overrides or {},
-                               seed, progress, epoch_callback)
+                               seed, progress, epoch_callback, warm)
     metrics["max_neg_per_pos"] = max_neg_per_pos
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     _write_json(os.path.join(run_dir, "metrics.json"), metrics)
@@ -179,8 +187,36 @@ def _preset_masks(sp: ScenarioPairs) -> dict[str, np.ndarray]:
     return out
 
 
+def _mlp_warm_start(run_dir: str, spec: DatasetSpec) -> dict:
+    """The MLP run that seeds a sequence model's feature branch: its hidden widths, weights and provenance.
+
+    Refuses an MLP trained on other data: its weights would carry another training split (possibly one that
+    overlaps this run's validation or test seeds) into this model.
+    """
+    from .loop import load_state
+
+    try:
+        with open(os.path.join(run_dir, "model_config.json"), encoding="utf-8") as fh:
+            config = json.load(fh)
+        with open(os.path.join(run_dir, "dataset.json"), encoding="utf-8") as fh:
+            dataset = json.load(fh)
+    except FileNotFoundError as exc:
+        raise ValueError(f"{run_dir} is not a training run folder: {exc.filename} is missing") from None
+    if config.get("kind") != "mlp":
+        raise ValueError(f"{run_dir} is a {config.get('kind')!r} run; the feature branch starts from an 'mlp' run")
+    ours = spec.describe()
+    differing = sorted(k for k in ours if k in dataset and dataset[k] != ours[k] and k != "data_dir")
+    if differing:
+        raise ValueError(f"{run_dir} was trained on other data (differs in {', '.join(differing)}); "
+                         f"train the MLP on the same splits first")
+    best = os.path.join(run_dir, "best.pt")
+    if not os.path.exists(best):
+        raise ValueError(f"{run_dir} has no best.pt")
+    return {"run": os.path.abspath(run_dir), "hidden": tuple(config["hidden"]), "state": load_state(best)}
+
+
 def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_overrides, seed, progress,
-                 epoch_callback) -> dict:
+                 epoch_callback, warm: dict | None = None) -> dict:
     import torch
 
     from .loop import TrainConfig, predict_logits, train_model
@@ -190,16 +226,23 @@ def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_o
     module = model_module(kind)
     torch.manual_seed(seed)
     config = module.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in model_overrides.items()})
+    if warm is not None:
+        # Frozen branch: no dropout in it either, so training sees exactly the MLP's logit underneath.
+        config = replace(config, feature_branch=warm["hidden"], feature_branch_dropout=0.0)
     window = getattr(config, "window_length", 64)
     train_data = model_inputs(kind, train_sp, window)
     val_data = model_inputs(kind, splits["val"], window)
     stats = module.fit_stats(train_data)
     model = module.build(config, stats)
+    if warm is not None:
+        from .models.sequence import warm_start_feature_branch
+
+        warm_start_feature_branch(model, warm["state"], freeze=True)
     cfg = TrainConfig(**{**module.DEFAULT_TRAIN, "seed": seed, **train_overrides})
     _write_json(os.path.join(run_dir, "model_config.json"), {"kind": kind, **asdict(config)})
     _write_json(os.path.join(run_dir, "stats.json"), stats)
-    fingerprint = json.dumps({"kind": kind, "model": asdict(config), "data": spec.describe(), "n_train": len(train_sp)},
-                             sort_keys=True, default=str)
+    fingerprint = json.dumps({"kind": kind, "model": asdict(config), "data": spec.describe(), "n_train": len(train_sp),
+                              "warm_start": warm["run"] if warm else None}, sort_keys=True, default=str)
     result = train_model(model, train_data, val_data, cfg, run_dir, progress=progress, epoch_callback=epoch_callback,
                          fingerprint=fingerprint)
     evals, curves = {}, {}
@@ -214,6 +257,7 @@ def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_o
     return _top_level(kind, evals, splits, spec, seed, spec.schema, {
         "model_config": asdict(config), "train_config": asdict(cfg),
         "training": {k: result[k] for k in ("best_epoch", "epochs_run", "stopped")},
+        "warm_start": {"feature_branch_from": warm["run"], "frozen": True} if warm else None,
     })
 
 

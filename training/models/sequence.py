@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from runtime.windows import CHANNELS, WINDOW_LENGTH
+from . import mlp as mlp_module
 from .mlp import FeatureScaler, feature_stats
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "masked_max",
     "PairHead",
     "build_head",
+    "warm_start_feature_branch",
     "SequencePairModel",
     "window_stats",
     "fit_sequence_stats",
@@ -54,6 +56,11 @@ class SequenceConfig:
     head_dropout: float = 0.2
     contrastive_weight: float = 0.1
     contrastive_margin: float = 2.0
+    # Hidden widths of an optional feature branch in the head (an MLP on the pair features alone whose
+    # logit is added to the head's); () for none. `warm_start_feature_branch` fills it from a trained
+    # MLP run, so the sequence model starts as that MLP and its encoder learns a residual on top.
+    feature_branch: tuple = ()
+    feature_branch_dropout: float = 0.1
 
 
 class ChannelNormaliser(nn.Module):
@@ -100,9 +107,12 @@ class PairHead(nn.Module):
     dropout : dropout after each hidden layer.
     feature_mean, feature_scale : training-split statistics for the `FeatureScaler` inside, so the
         head takes raw feature values and the runtime needs no statistics of its own.
+    feature_branch : hidden widths of an optional `MLPCost` on the raw features alone whose logit is
+        added to the head's (empty: no branch); `feature_branch_dropout` its dropout.
     """
 
-    def __init__(self, embedding_dim: int, n_features: int, hidden, dropout: float, feature_mean, feature_scale):
+    def __init__(self, embedding_dim: int, n_features: int, hidden, dropout: float, feature_mean, feature_scale,
+                 feature_branch=(), feature_branch_dropout: float = 0.1):
         super().__init__()
         self.scaler = FeatureScaler(feature_mean, feature_scale)
         layers, width = [], 4 * embedding_dim + n_features
@@ -111,10 +121,19 @@ class PairHead(nn.Module):
             width = h
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
+        self.feature_branch = None
+        if feature_branch:
+            branch_config = mlp_module.Config(n_features=n_features, hidden=tuple(feature_branch),
+                                              dropout=feature_branch_dropout)
+            self.feature_branch = mlp_module.build(branch_config, {"feature_mean": feature_mean,
+                                                                   "feature_scale": feature_scale})
 
     def forward(self, emb_a: torch.Tensor, emb_b: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         x = torch.cat([emb_a, emb_b, (emb_a - emb_b).abs(), emb_a * emb_b, self.scaler(features)], dim=-1)
-        return self.mlp(x).squeeze(-1)
+        logit = self.mlp(x).squeeze(-1)
+        if self.feature_branch is not None:
+            logit = logit + self.feature_branch(features)
+        return logit
 
 
 def contrastive_loss(emb_a: torch.Tensor, emb_b: torch.Tensor, labels: torch.Tensor, margin: float,
@@ -231,7 +250,35 @@ def fit_sequence_stats(train_pairs) -> dict:
 def build_head(config: SequenceConfig, embedding_dim: int, stats: dict) -> PairHead:
     """The pair head for embeddings of size `embedding_dim`, with the training-split feature statistics."""
     return PairHead(embedding_dim, config.n_features, config.head_hidden, config.head_dropout,
-                    stats["feature_mean"], stats["feature_scale"])
+                    stats["feature_mean"], stats["feature_scale"], config.feature_branch,
+                    config.feature_branch_dropout)
+
+
+def warm_start_feature_branch(model: "SequencePairModel", mlp_state: dict, freeze: bool = True) -> None:
+    """Start `model` as a trained MLP: copy its weights (scaler statistics included) into the head's
+    feature branch and zero the head's last layer, so that before any training step the pair model's
+    logit is exactly the MLP's. With `freeze` the branch stays fixed and training fits only the
+    encoder and the head's embedding path: a residual on top of the MLP.
+
+    Parameters
+    ----------
+    model : a pair model whose config has `feature_branch` equal to the MLP's hidden widths.
+    mlp_state : the MLP run's state dict (`training.loop.load_state` of its best.pt).
+    """
+    branch = model.head.feature_branch
+    if branch is None:
+        raise ValueError("the model has no feature branch: set feature_branch to the MLP's hidden widths")
+    try:
+        branch.load_state_dict(mlp_state)
+    except RuntimeError as exc:
+        raise ValueError(f"the MLP weights do not fit the feature branch {tuple(model.config.feature_branch)}: "
+                         f"{exc}") from None
+    last = model.head.mlp[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    for p in branch.parameters():
+        p.requires_grad_(not freeze)
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
