@@ -18,7 +18,7 @@ import numpy as np
 
 from .cache import FragmentCache
 from .cost import INVALID_COST, ConfigError, CostFunctionFactory, StitchCostFunction
-from .fragment import Fragment, fragment_key
+from .fragment import Fragment
 
 __all__ = [
     "BhattacharyyaCostFunction",
@@ -443,26 +443,9 @@ class BhattacharyyaCostFunction(StitchCostFunction):
         out = np.full(k, INVALID_COST)
         if k == 0:
             return out
-        # The cache keys carry each candidate's last timestamp: one read serves the gate and the lookup.
-        keys = [fragment_key(doc) for doc in tracks1]
-        try:
-            start = float(track2["timestamp"][0])
-            gaps = [start - float(key[2]) for key in keys]
-        except (KeyError, IndexError, TypeError, ValueError, OverflowError):
-            # Something unreadable (an empty timestamp array): validation names the document and field.
-            self._cache.get(track2)
-            self._cache.get_many(tracks1, keys)
-            raise
-        if not math.isfinite(sum(gaps)):
-            # A NaN/inf junction timestamp raises here, naming the document; finite timestamps whose
-            # difference overflows pass and are gated out below like any gap outside the window.
-            self._cache.get(track2)
-            self._cache.get_many(tracks1, keys)
-        live = [i for i, gap in enumerate(gaps) if 0.0 <= gap <= TIME_WIN]
+        live, live_gaps, b, summaries = self._cache.candidates(tracks1, track2, TIME_WIN)
         if not live:
             return out
-        b = self._cache.get(track2)
-        summaries = self._cache.get_many([tracks1[i] for i in live], [keys[i] for i in live])
         cx, mx, cy, my = self._cone(param)
         # Per pair: the anchor's projection and the measured window (REFERENCE.md §2.1 step 4).
         # Forward pairs measure the new fragment's head against the candidate's forward line,
@@ -480,7 +463,7 @@ class BhattacharyyaCostFunction(StitchCostFunction):
         fits = np.concatenate(fits)
         windows = np.concatenate(windows)
         first, var_y, m = windows[:, 6, :3].T
-        gap = np.array([gaps[i] for i in live])
+        gap = np.array(live_gaps)
         with np.errstate(all="ignore"):
             coefficients = _coefficient_matrices(fits, gap, first, var_y, cx, mx, cy, my)
             cost = _distance(coefficients, windows[:, :5], windows[:, 5:6]) / m + TIME_COST * gap

@@ -1,11 +1,12 @@
 """A bounded, thread-safe LRU of per-fragment summaries keyed by fragment identity."""
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Hashable, Mapping, Sequence
 
-from .fragment import fragment_key
+from .fragment import FragmentError, fragment_key
 
 __all__ = ["FragmentCache"]
 
@@ -82,6 +83,36 @@ class FragmentCache:
                 while len(data) > self._maxsize:
                     data.popitem(last=False)
         return out
+
+    def candidates(self, tracks1: Sequence[Mapping[str, Any]], track2: Mapping[str, Any],
+                   time_win: float) -> tuple[list[int], list[float], Any, list]:
+        """The time-window gate of a batch scorer, then the entries it needs.
+
+        Returns `(live, gaps, entry2, entries1)`: the indices `i` of `tracks1` with
+        `0 <= track2.t[0] - tracks1[i].t[-1] <= time_win`, their gaps, and the cache entries of `track2`
+        and of the live candidates (nothing is looked up when none is live). The candidates' cache keys
+        carry their last timestamps, so one read of each document serves the gate and the lookup.
+        Unreadable or non-finite junction timestamps are validated, which raises `FragmentError` naming
+        the document and field; finite timestamps whose difference overflows are simply gated out.
+        """
+        keys = [fragment_key(doc) for doc in tracks1]
+        try:
+            start = float(track2["timestamp"][0])
+            gaps = [start - float(key[2]) for key in keys]
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError):
+            gaps = None
+        if gaps is None or not math.isfinite(sum(gaps)):
+            self.get(track2)
+            self.get_many(tracks1, keys)
+            if gaps is None:  # pragma: no cover - validation above has already raised
+                raise FragmentError(None, "timestamp", "unreadable in a candidate fragment")
+        live = [i for i, gap in enumerate(gaps) if 0.0 <= gap <= time_win]
+        if not live:
+            return live, [], None, []
+        if len(live) == len(keys):
+            return live, gaps, self.get(track2), self.get_many(tracks1, keys)
+        return (live, [gaps[i] for i in live], self.get(track2),
+                self.get_many([tracks1[i] for i in live], [keys[i] for i in live]))
 
     def clear(self) -> None:
         with self._lock:

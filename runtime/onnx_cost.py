@@ -29,7 +29,7 @@ from .cache import FragmentCache
 from .cost import INVALID_COST, ConfigError, CostFunctionFactory, StitchCostFunction
 from .features import FEATURE_NAMES, FeatureExtractor, schema_hash
 from .files import sha256_bytes
-from .fragment import Fragment, FragmentError, fragment_key
+from .fragment import Fragment
 from .windows import CHANNELS, N_CHANNELS, fragment_windows
 
 __all__ = [
@@ -581,25 +581,9 @@ class OnnxCostFunction(StitchCostFunction):
         out = np.full(k, INVALID_COST)
         if k == 0:
             return out
-        # The cache keys carry each candidate's last timestamp: one read serves the gate and the lookup.
-        keys = [fragment_key(doc) for doc in tracks1]
-        try:
-            start = float(track2["timestamp"][0])
-            ends = np.array([key[2] for key in keys], dtype=np.float64)
-        except (KeyError, IndexError, TypeError, ValueError, OverflowError):
-            ends = None
-        if ends is None or not (math.isfinite(start) and np.isfinite(ends).all()):
-            # something unreadable (an empty timestamp array, NaN/inf at a junction): validation names the
-            # document and field
-            self._cache.get(track2)
-            self._cache.get_many(tracks1, keys)
-            raise FragmentError(None, "timestamp", "unreadable in a candidate fragment")  # pragma: no cover
-        gaps = start - ends
-        live = np.flatnonzero((gaps >= 0.0) & (gaps <= TIME_WIN))
-        if live.size == 0:
+        live, _, b, entries = self._cache.candidates(tracks1, track2, TIME_WIN)
+        if not live:
             return out
-        b = self._cache.get(track2)
-        entries = self._cache.get_many([tracks1[i] for i in live], [keys[i] for i in live])
         out[live] = self._score(entries, b)
         return out
 

@@ -218,7 +218,7 @@ class TrialObjective:
     def __init__(self, kind: str, splits: dict[str, ScenarioPairs], spec: DatasetSpec, data_dir: str, *,
                  objective: str, runs_dir: str, study_name: str, seed: int = 0,
                  max_neg_per_pos: float | None = None, train_overrides: Mapping | None = None,
-                 progress: bool = False):
+                 progress: bool = False, init_features_from: str | None = None):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         self.kind, self.splits, self.spec, self.data_dir = kind, splits, spec, data_dir
@@ -226,6 +226,7 @@ class TrialObjective:
         self.seed, self.max_neg_per_pos = seed, max_neg_per_pos
         self.train_overrides = dict(train_overrides or {})
         self.progress = progress
+        self.init_features_from = init_features_from
         self.space = search_space_of(kind)
         self.scenario = _ValidationScenario(spec) if objective == "idf1" else None
         self._val_inputs: dict[int, Any] = {}
@@ -260,7 +261,8 @@ class TrialObjective:
         metrics = train_run(self.kind, run_dir, self.spec, self.data_dir, model_overrides=model_overrides,
                             train_overrides=train_overrides, max_neg_per_pos=self.max_neg_per_pos,
                             features=features, seed=self.seed, progress=self.progress,
-                            epoch_callback=report if self.kind != "lr" else None, splits=self.splits)
+                            epoch_callback=report if self.kind != "lr" else None, splits=self.splits,
+                            init_features_from=self.init_features_from)
         val = metrics["splits"]["val"]
         trial.set_user_attr("val_average_precision", val["average_precision"])
         trial.set_user_attr("val_roc_auc", val["roc_auc"])
@@ -339,7 +341,7 @@ def tune(kind: str, n_trials: int, spec: DatasetSpec, data_dir: str = "data", *,
          n_jobs: int = 1, runs_dir: str = os.path.join("runs", "tune"), pruner=None, sampler=None,
          seed: int = 0, max_neg_per_pos: float | None = None, train_overrides: Mapping | None = None,
          timeout: float | None = None, splits: dict[str, ScenarioPairs] | None = None,
-         progress: bool = True, say: Callable[[str], None] | None = None):
+         progress: bool = True, say: Callable[[str], None] | None = None, init_features_from: str | None = None):
     """Run `n_trials` more trials of the study (created if new) and return the `optuna.Study`.
 
     Parameters
@@ -357,6 +359,7 @@ def tune(kind: str, n_trials: int, spec: DatasetSpec, data_dir: str = "data", *,
     seed : training seed of every trial.
     max_neg_per_pos : negative subsampling of the training split (default: the train-* default of `kind`).
     train_overrides : loop settings fixed for every trial, applied over the sampled ones (e.g. {"epochs": 10}).
+    init_features_from : sequence kinds: every trial starts from this MLP run (see `train_run`).
     timeout : stop starting trials after this many seconds.
     progress : per-trial result lines (and per-epoch lines when n_jobs == 1).
     say : where result lines go (default stderr).
@@ -375,7 +378,8 @@ def tune(kind: str, n_trials: int, spec: DatasetSpec, data_dir: str = "data", *,
     study_name = study_name or f"{kind}-{objective}"
     max_neg = max_neg_per_pos if max_neg_per_pos is not None else DEFAULT_MAX_NEG.get(kind)
     setup = {"model": kind, "objective": objective, "data": spec.describe(), "seed": seed,
-             "max_neg_per_pos": max_neg, "train_overrides": dict(train_overrides or {})}
+             "max_neg_per_pos": max_neg, "train_overrides": dict(train_overrides or {}),
+             **({"init_features_from": os.path.abspath(init_features_from)} if init_features_from else {})}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(storage, study_name, setup, pruner=pruner or _pruner("median", 5, 2), sampler=sampler)
     if splits is None:
@@ -384,7 +388,8 @@ def tune(kind: str, n_trials: int, spec: DatasetSpec, data_dir: str = "data", *,
         splits = load_splits(spec, data_dir, progress)
     objective_fn = TrialObjective(kind, splits, spec, data_dir, objective=objective, runs_dir=runs_dir,
                                   study_name=study_name, seed=seed, max_neg_per_pos=max_neg,
-                                  train_overrides=train_overrides, progress=progress and n_jobs == 1)
+                                  train_overrides=train_overrides, progress=progress and n_jobs == 1,
+                                  init_features_from=init_features_from)
     done_before = len(study.trials)
 
     def on_trial(study_, frozen) -> None:
@@ -455,9 +460,12 @@ def _report(study, objective: str) -> None:
               help="Seed of the TPE sampler (reproducible suggestions; leave unset when several processes "
                    "share a study, or they suggest the same configurations).")
 @click.option("--timeout", type=float, default=None, help="Stop starting new trials after this many seconds.")
+@click.option("--init-features-from", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Sequence models: every trial starts from this trained MLP run (a frozen feature branch; "
+                   "see train-tcn --help).")
 @data_options
 def main(kind, n_trials, storage, study_name, objective, n_jobs, runs_dir, pruner_name, startup_trials,
-         warmup_epochs, epochs, max_neg_per_pos, sampler_seed, timeout, **kw):
+         warmup_epochs, epochs, max_neg_per_pos, sampler_seed, timeout, init_features_from, **kw):
     """Tune a model's hyperparameters with Optuna; every trial is a run folder that `runs` and `promote` read."""
     import optuna
 
@@ -467,7 +475,7 @@ def main(kind, n_trials, storage, study_name, objective, n_jobs, runs_dir, prune
                      pruner=_pruner(pruner_name, startup_trials, warmup_epochs),
                      sampler=optuna.samplers.TPESampler(seed=sampler_seed), seed=kw["seed"],
                      max_neg_per_pos=max_neg_per_pos, train_overrides={"epochs": epochs} if epochs else None,
-                     timeout=timeout, progress=not kw["quiet"])
+                     timeout=timeout, progress=not kw["quiet"], init_features_from=init_features_from)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
     except KeyboardInterrupt:
