@@ -27,23 +27,54 @@ def _fmt(value, digits=4):
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def classification_table(runs_dir: str) -> str:
-    """One row per model and preset: test ROC-AUC, AP, accuracy and the Bhattacharyya AP on the same pairs."""
-    rows = ["| model | preset | test pairs | positives % | ROC-AUC | AP | Bhattacharyya AP | epochs | train s |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+def shipped_runs(runs_dir: str, artifacts_dir: str | None) -> dict[str, str]:
+    """The run folder behind each model kind: the one its artifact was exported from (manifest
+    `training.run`) when that folder is here, else `<runs_dir>/<kind>`."""
+    out = {}
     for kind in KINDS:
-        path = os.path.join(runs_dir, kind, "metrics.json")
+        run = os.path.join(runs_dir, kind)
+        manifest = os.path.join(artifacts_dir, kind, "manifest.json") if artifacts_dir else None
+        if manifest and os.path.exists(manifest):
+            with open(manifest, encoding="utf-8") as fh:
+                exported = json.load(fh).get("training", {}).get("run")
+            if exported and os.path.exists(os.path.join(exported, "metrics.json")):
+                run = exported
+        out[kind] = run
+    return out
+
+
+def classification_table(runs: dict[str, str]) -> str:
+    """One row per model and preset: test ROC-AUC, AP, accuracy and the Bhattacharyya AP on the same pairs.
+
+    `runs` lists (model kind, run folder) pairs (`shipped_runs`, then any extra runs); the run column
+    names the folder relative to the repository, and a warm-started sequence model the MLP run it started from.
+    """
+    rows = ["| model | run | preset | test pairs | positives % | ROC-AUC | AP | Bhattacharyya AP | epochs | train s |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for kind, run in runs:
+        path = os.path.join(run, "metrics.json")
         if not os.path.exists(path):
             continue
         with open(path, encoding="utf-8") as fh:
             m = json.load(fh)
         test = m["splits"]["test"]
         epochs = m.get("training", {}).get("epochs_run", "-")
+        label = _relative(run)
+        warm = (m.get("warm_start") or {}).get("feature_branch_from")
+        if warm:
+            label += f" (from {_relative(warm)})"
         for preset, pm in [("all", test)] + sorted(test["by_preset"].items()):
-            rows.append(f"| {NAMES[kind]} | {preset} | {pm['n']} | {100 * pm['pos_rate']:.2f} | {_fmt(pm['roc_auc'])} | "
+            first = preset == "all"
+            rows.append(f"| {NAMES[kind] if first else ''} | {label if first else ''} | {preset} | {pm['n']} | "
+                        f"{100 * pm['pos_rate']:.2f} | {_fmt(pm['roc_auc'])} | "
                         f"{_fmt(pm['average_precision'])} | {_fmt(pm['bhattacharyya']['average_precision'])} | "
-                        f"{epochs if preset == 'all' else ''} | {round(m.get('seconds', 0)) if preset == 'all' else ''} |")
+                        f"{epochs if first else ''} | {round(m.get('seconds', 0)) if first else ''} |")
     return "\n".join(rows)
+
+
+def _relative(path: str) -> str:
+    path = os.path.abspath(path)
+    return os.path.relpath(path, REPO) if path.startswith(REPO + os.sep) else path
 
 
 def calibration_table(artifacts_dir: str) -> str:
@@ -72,14 +103,21 @@ def calibration_table(artifacts_dir: str) -> str:
 
 @click.command()
 @click.option("--runs", "runs_dir", default=os.path.join(REPO, "runs"), show_default=True,
-              help="folder with one training run per model kind (runs/<kind>/metrics.json)")
+              help="folder with one training run per model kind (runs/<kind>/metrics.json), used where an "
+                   "artifact's manifest does not name a run folder present here")
 @click.option("--artifacts", "artifacts_dir", default=os.path.join(REPO, "artifacts"), show_default=True,
               help="folder with one exported artifact per model kind")
+@click.option("--also", "extra_runs", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="another run folder to add to the classification table (repeatable), e.g. a tuning trial")
 @click.option("--out", "out_path", default=os.path.join(REPO, "benchmarks", "results", "models.md"), show_default=True,
               help="markdown file to write")
-def main(runs_dir, artifacts_dir, out_path):
+def main(runs_dir, artifacts_dir, extra_runs, out_path):
     """Print the model-quality tables and write them to a markdown file."""
-    text = ("## Pair classification (test split)\n\n" + classification_table(runs_dir) +
+    runs = list(shipped_runs(runs_dir, artifacts_dir).items())
+    for run in extra_runs:
+        with open(os.path.join(run, "metrics.json"), encoding="utf-8") as fh:
+            runs.append((json.load(fh)["model"], run))
+    text = ("## Pair classification (test split)\n\n" + classification_table(runs) +
             "\n\n## Calibration at the stitcher thresholds\n\n" + calibration_table(artifacts_dir) + "\n")
     click.echo(text)
     atomic_write_text(out_path, text)
