@@ -22,7 +22,7 @@ from runtime.files import atomic_write_text
 from .metrics import classification_metrics, finite_or_none
 from .pairs import DatasetSpec, ScenarioPairs, load_dataset
 
-__all__ = ["train_run", "load_splits", "model_inputs", "load_trained", "evaluate_logits", "RUN_FILES"]
+__all__ = ["train_run", "load_splits", "model_inputs", "load_trained", "split_logits", "evaluate_logits", "RUN_FILES"]
 
 RUN_FILES = ("metrics.json", "dataset.json", "model_config.json")
 # Training-split negatives kept per positive, by kind (the natural ratio is ~100:1 on the simulated presets).
@@ -288,3 +288,25 @@ def load_trained(run_dir: str):
     model.load_state_dict(load_state(os.path.join(run_dir, "best.pt")))
     model.eval()
     return kind, model, metrics
+
+
+def split_logits(run_dir: str, sp: ScenarioPairs, inputs_cache: dict | None = None) -> np.ndarray:
+    """Logits of a run's best model on the pairs of one split.
+
+    `inputs_cache` (window length -> model inputs of `sp`) lets several runs of the same kind share the
+    sequence windows built for `sp`; pass a fresh dict per split.
+    """
+    kind, model, _ = load_trained(run_dir)
+    if kind == "lr":
+        from .lr import feature_columns
+
+        return model.decision_function(sp.features[:, feature_columns(model.feature_names)])
+    from .loop import predict_logits
+
+    with open(os.path.join(run_dir, "model_config.json"), encoding="utf-8") as fh:
+        window = int(json.load(fh).get("window_length", 64))
+    cache = inputs_cache if inputs_cache is not None else {}
+    key = (kind == "mlp", window)
+    if key not in cache:
+        cache[key] = model_inputs(kind, sp, window)
+    return predict_logits(model, cache[key])

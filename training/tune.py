@@ -229,7 +229,7 @@ class TrialObjective:
         self.init_features_from = init_features_from
         self.space = search_space_of(kind)
         self.scenario = _ValidationScenario(spec) if objective == "idf1" else None
-        self._val_inputs: dict[int, Any] = {}
+        self._val_inputs: dict[tuple, Any] = {}
         self._lock = threading.Lock()
 
     def __call__(self, trial) -> float:
@@ -285,24 +285,10 @@ class TrialObjective:
 
     def validation_logits(self, run_dir: str) -> np.ndarray:
         """Logits of the run's best model on the validation pairs (at the natural ratio)."""
-        from .train import load_trained
+        from .train import split_logits
 
-        kind, model, _ = load_trained(run_dir)
-        val = self.splits["val"]
-        if kind == "lr":
-            from .lr import feature_columns
-
-            return model.decision_function(val.features[:, feature_columns(model.feature_names)])
-        from .loop import predict_logits
-        from .train import model_inputs
-
-        with open(os.path.join(run_dir, "model_config.json"), encoding="utf-8") as fh:
-            window = int(json.load(fh).get("window_length", 64))
-        with self._lock:  # validation inputs depend on the window length only: build them once
-            if window not in self._val_inputs:
-                self._val_inputs[window] = model_inputs(kind, val, window)
-            data = self._val_inputs[window]
-        return predict_logits(model, data)
+        with self._lock:  # validation inputs depend on the window length only: build them once per process
+            return split_logits(run_dir, self.splits["val"], self._val_inputs)
 
     def idf1(self, run_dir: str) -> float:
         """Export the run to a temporary artifact, stitch the validation scenario with it, return IDF1."""
