@@ -128,7 +128,9 @@ def train_run(kind: str, run_dir: str, spec: DatasetSpec | None = None, data_dir
 
     Returns the metrics dict written to `run_dir/metrics.json`.
     """
-    if init_features_from is not None and kind not in ("siamese", "tcn", "transformer"):
+    from .models import SEQUENCE_KINDS
+
+    if init_features_from is not None and kind not in SEQUENCE_KINDS:
         raise ValueError(f"init_features_from applies to the sequence models, not {kind!r}")
     spec = spec or DatasetSpec()
     os.makedirs(run_dir, exist_ok=True)
