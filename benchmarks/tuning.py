@@ -51,16 +51,15 @@ def main(runs, out_dir):
         if other.describe() != spec.describe():
             raise click.ClickException(f"{run} was trained on other splits than {runs[0]}")
     splits = load_splits(spec, data_dir, progress=False)
-    rows, cache = [], {}
-    for split in ("val", "test"):
-        cache[split] = {}
+    rows = []
+    inputs = {"val": {}, "test": {}}  # model inputs per split, shared by every run (split_logits)
     for run in runs:
         with open(os.path.join(run, "model_config.json"), encoding="utf-8") as fh:
             kind = json.load(fh)["kind"]
         row = {"run": os.path.relpath(os.path.abspath(run), REPO), "kind": kind}
         for split in ("val", "test"):
             sp = splits[split]
-            logits = split_logits(run, sp, cache[split].setdefault(kind, {}))
+            logits = split_logits(run, sp, inputs[split])
             row[f"{split}_tpr_at_fpr"] = tpr_at_fpr(sp.label, logits)
             row[f"{split}_ap"] = classification_metrics(sp.label, logits)["average_precision"]
         rows.append(row)

@@ -8,6 +8,7 @@ and PNG curves.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -292,11 +293,12 @@ def load_trained(run_dir: str):
     return kind, model, metrics
 
 
-def split_logits(run_dir: str, sp: ScenarioPairs, inputs_cache: dict | None = None) -> np.ndarray:
+def split_logits(run_dir: str, sp: ScenarioPairs, inputs_cache: dict | None = None, lock=None) -> np.ndarray:
     """Logits of a run's best model on the pairs of one split.
 
-    `inputs_cache` (window length -> model inputs of `sp`) lets several runs of the same kind share the
-    sequence windows built for `sp`; pass a fresh dict per split.
+    `inputs_cache` lets several runs share the model inputs built for `sp` (the features of MLP runs, the
+    windows of sequence runs of any kind with the same window length); pass one dict per split. `lock`, when
+    given, guards filling the cache, so threads share one build while their predictions run in parallel.
     """
     kind, model, _ = load_trained(run_dir)
     if kind == "lr":
@@ -309,6 +311,8 @@ def split_logits(run_dir: str, sp: ScenarioPairs, inputs_cache: dict | None = No
         window = int(json.load(fh).get("window_length", 64))
     cache = inputs_cache if inputs_cache is not None else {}
     key = (kind == "mlp", window)
-    if key not in cache:
-        cache[key] = model_inputs(kind, sp, window)
-    return predict_logits(model, cache[key])
+    with lock if lock is not None else contextlib.nullcontext():
+        if key not in cache:
+            cache[key] = model_inputs(kind, sp, window)
+        data = cache[key]
+    return predict_logits(model, data)

@@ -287,8 +287,8 @@ class TrialObjective:
         """Logits of the run's best model on the validation pairs (at the natural ratio)."""
         from .train import split_logits
 
-        with self._lock:  # validation inputs depend on the window length only: build them once per process
-            return split_logits(run_dir, self.splits["val"], self._val_inputs)
+        # validation inputs depend on the window length only: built once per process, under the lock
+        return split_logits(run_dir, self.splits["val"], self._val_inputs, self._lock)
 
     def idf1(self, run_dir: str) -> float:
         """Export the run to a temporary artifact, stitch the validation scenario with it, return IDF1."""
