@@ -187,7 +187,7 @@ class _Summary:
         self.t_first = float(t[0])
         self.t_last = float(t[-1])
         m = min(n, WINDOW_SAMPLES)
-        xy = np.stack((fragment.x, fragment.y))
+        xy = fragment.xy
         # Times relative to the junction sample: exact differences of nearby epoch seconds.
         t_tail = t[n - m:] - t[-1]
         t_head = t[:m] - t[0]

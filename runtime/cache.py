@@ -39,12 +39,16 @@ class FragmentCache:
     def get(self, doc: Mapping[str, Any]) -> Any:
         key = fragment_key(doc)
         data = self._data
-        with self._lock:
-            entry = data.get(key)
-            if entry is not None:
+        # A hit takes no lock: `get` and `move_to_end` are single C calls on the OrderedDict, atomic
+        # under the GIL, and an entry evicted between the two is still a valid summary to return.
+        entry = data.get(key)
+        if entry is not None:
+            try:
                 data.move_to_end(key)
-                self.hits += 1
-                return entry
+            except KeyError:
+                pass
+            self.hits += 1  # a statistic: increments racing with another thread may be lost
+            return entry
         entry = self._build(doc)
         with self._lock:
             self.misses += 1
@@ -62,17 +66,16 @@ class FragmentCache:
         if keys is None:
             keys = [fragment_key(doc) for doc in docs]
         data = self._data
-        out: list = [None] * len(keys)
-        missing = []
-        with self._lock:
-            for i, key in enumerate(keys):
-                entry = data.get(key)
-                if entry is None:
-                    missing.append(i)
-                else:
-                    data.move_to_end(key)
-                    out[i] = entry
-            self.hits += len(keys) - len(missing)
+        get, move_to_end = data.get, data.move_to_end
+        out = [get(key) for key in keys]  # lock-free, as in `get`
+        missing = [i for i, entry in enumerate(out) if entry is None]
+        for i, key in enumerate(keys):
+            if out[i] is not None:
+                try:
+                    move_to_end(key)
+                except KeyError:
+                    pass
+        self.hits += len(keys) - len(missing)
         for i in missing:
             out[i] = self._build(docs[i])
         if missing:

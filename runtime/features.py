@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -150,9 +151,12 @@ class FragmentFeatures:
     head_x_own, head_y_own, head_x_resvar, head_y_resvar, head_log_var : moments of the head window
         (as B), times u relative to t_start: own least-squares slopes and residual variances, and
         log(var x + 1e-6) + log(var y + 1e-6).
-    head_extremes : per dimension (x, y), the centred head samples that can hold the largest
-        projection error of any line, as (z', u', sign) triples (see `_extreme_points`);
-        head_extreme_block the same as a (2, 3, H) array.
+    head_u, head_z : the head window's centred times (m,) and centred x, y (2, m).
+    head_envelopes : the samples that can hold the largest projection error of any line (the
+        vertices of their convex hulls), per dimension as lists for bisection (`_head_envelopes`);
+        None until a scalar pair first needs them. The batch paths take the maximum over every head
+        sample instead (a few numpy operations for K pairs), so a fragment's first call, which
+        pays for this summary, builds no hull.
     has_vact, vact_x, vact_y : mean finite-difference velocity at the start (as B).
     curvature_mean, curvature_std : curvature statistics of the whole fragment.
     a_row : (1, len(_A_FIELDS)) array of the A-role quantities, for the v1 batch path (None in v2).
@@ -163,30 +167,53 @@ class FragmentFeatures:
         "schema", "id", "n", "t_start", "gap_start", "vel_first", "vel_den",
         "head_m", "head_u_mean", "head_u_var", "head_x_mean", "head_x_var", "head_y_mean", "head_y_var",
         "head_x_own", "head_y_own", "head_x_resvar", "head_y_resvar", "head_log_var",
-        "head_extremes", "head_extreme_block", "has_vact", "vact_x", "vact_y", "a_row", "a_block", "b_role",
+        "head_u", "head_z", "head_envelopes", "has_vact", "vact_x", "vact_y", "a_row", "a_block", "b_role",
     )
 
     def __repr__(self) -> str:
         return f"FragmentFeatures(schema={self.schema!r}, id={self.id!r}, n={self.n})"
 
 
-def _gradient(z: np.ndarray, spacing: np.ndarray | None) -> np.ndarray:
+def _mean(a: np.ndarray) -> float:
+    """`float(a.mean())` of a 1-D float64 array, bit for bit, without ndarray.mean's Python layers
+    (a fragment's first call takes a dozen of these)."""
+    return float(_add_reduce(a)) / a.shape[0]
+
+
+def _mean_std(a: np.ndarray) -> tuple[float, float]:
+    """`(a.mean(), a.std())` of a 1-D float64 array as floats, bit for bit (population std)."""
+    mean = _mean(a)
+    d = a - mean
+    d *= d
+    return mean, math.sqrt(float(_add_reduce(d)) / a.shape[0])
+
+
+_add_reduce = np.add.reduce
+
+
+def _gradient(z: np.ndarray, spacing: np.ndarray | None, spans: np.ndarray | None = None) -> np.ndarray:
     """`np.gradient` of each row of z (d, n >= 2) in one pass: second-order central differences
     inside (the spacing-weighted mean of the neighbouring slopes), one-sided at the ends.
 
     spacing : (n - 1,) steps of the coordinate (time), or None for unit steps (index derivatives).
+    spans : spacing[:-1] + spacing[1:], when the caller has it already (curvature differentiates twice).
     """
-    step = z[:, 1:] - z[:, :-1]
-    slope = step if spacing is None else step / spacing
+    slope = z[:, 1:] - z[:, :-1]
+    if spacing is not None:
+        slope /= spacing
     out = np.empty_like(z)
     out[:, 0] = slope[:, 0]
     out[:, -1] = slope[:, -1]
     if z.shape[1] > 2:
+        inner = out[:, 1:-1]
         if spacing is None:
-            out[:, 1:-1] = (slope[:, :-1] + slope[:, 1:]) * 0.5
+            np.add(slope[:, :-1], slope[:, 1:], out=inner)
+            inner *= 0.5
         else:
-            left, right = spacing[:-1], spacing[1:]
-            out[:, 1:-1] = (right * slope[:, :-1] + left * slope[:, 1:]) / (left + right)
+            # (right * left slope + left * right slope) / (left + right)
+            np.multiply(spacing[1:], slope[:, :-1], out=inner)
+            inner += spacing[:-1] * slope[:, 1:]
+            inner /= spacing[:-1] + spacing[1:] if spans is None else spans
     return out
 
 
@@ -199,58 +226,94 @@ def _curvature(fragment: Fragment, v2: bool) -> tuple[float, float]:
     """
     if fragment.n < 3:
         return 0.0, 0.0
-    spacing = np.diff(fragment.t) if v2 else None
-    first = _gradient(np.stack((fragment.x, fragment.y)), spacing)
-    second = _gradient(first, spacing)
-    cross = np.abs(first[0] * second[1] - first[1] * second[0])
-    speed2 = first[0] * first[0] + first[1] * first[1]
+    t = fragment.t
+    spacing = spans = None
+    if v2:
+        spacing = t[1:] - t[:-1]
+        spans = spacing[:-1] + spacing[1:]
+    first = _gradient(fragment.xy, spacing, spans)
+    second = _gradient(first, spacing, spans)
+    products = first * second[::-1]  # rows x' y'', y' x''
+    cross = products[0] - products[1]
+    np.abs(cross, out=cross)
+    first *= first
+    speed2 = first[0] + first[1]
     if v2:
         np.maximum(speed2, CURVATURE_SPEED_FLOOR ** 2, out=speed2)
         kappa = cross / (speed2 * np.sqrt(speed2))
     else:
         kappa = cross / (speed2 * np.sqrt(speed2) + EPS)
-    return float(kappa.mean()), float(kappa.std())
+    return _mean_std(kappa)
 
 
-def _extreme_points(u: np.ndarray, z: np.ndarray) -> tuple:
-    """The samples that can hold a pair's largest projection error |e_j|, e_j = z_j - s u_j + mean.
+def _hulls(u: list, z: list) -> tuple[list, list]:
+    """Vertex indices of the upper and lower convex hulls of the points (u_j, z_j), u increasing.
+
+    Andrew's monotone chain, both hulls in one pass; collinear points are dropped (a turn must be
+    strictly clockwise on the upper hull, counter-clockwise on the lower one).
+    """
+    upper: list = []
+    lower: list = []
+    for j in range(len(u)):
+        uj, zj = u[j], z[j]
+        while len(upper) >= 2:
+            i1, i2 = upper[-2], upper[-1]
+            if (u[i2] - u[i1]) * (zj - z[i1]) - (z[i2] - z[i1]) * (uj - u[i1]) >= 0.0:
+                upper.pop()
+            else:
+                break
+        upper.append(j)
+        while len(lower) >= 2:
+            i1, i2 = lower[-2], lower[-1]
+            if (u[i2] - u[i1]) * (zj - z[i1]) - (z[i2] - z[i1]) * (uj - u[i1]) <= 0.0:
+                lower.pop()
+            else:
+                break
+        lower.append(j)
+    return upper, lower
+
+
+def _head_envelopes(u: np.ndarray, z: np.ndarray) -> tuple:
+    """The head samples that can hold a pair's largest projection error |e_j|, e_j = z_j - s u_j + mean,
+    arranged for bisection (the scalar path, `_envelope_max`).
 
     For every slope s, max_j (z_j - s u_j) is attained on the upper convex hull of the points
     (u_j, z_j) and min_j on the lower one, so only hull vertices matter: 2 for a straight track, a
-    handful for a noisy one, instead of the whole window. Lower-hull points are stored negated,
-    (-z, -u, -1), so that max|e| = max over all returned (z', u', sign) of z' - s u' + sign * mean.
-    Andrew's monotone chain (u is increasing).
+    handful for a noisy one.
+
+    Parameters
+    ----------
+    u : (m,) increasing (centred) times; z : (2, m) centred x and y.
 
     Returns
     -------
-    tuple of (z', u', sign) Python-float triples.
+    Per dimension, `(upper_z, upper_u, upper_keys, lower_z, lower_u, lower_keys)`: the vertices in
+    increasing u, the lower hull negated, and the bisection keys (the upper hull's edge slopes negated,
+    the lower hull's edge slopes; both increasing along a convex chain).
     """
-    points = list(zip(u.tolist(), z.tolist()))
-
-    def chain(sign: float) -> list:
-        kept: list = []
-        for p in points:
-            # Pop while the turn is not strictly clockwise (upper) / counter-clockwise (lower).
-            while len(kept) >= 2:
-                (u1, z1), (u2, z2) = kept[-2], kept[-1]
-                if sign * ((u2 - u1) * (p[1] - z1) - (z2 - z1) * (p[0] - u1)) >= 0.0:
-                    kept.pop()
-                else:
-                    break
-            kept.append(p)
-        return kept
-
-    return tuple([(zz, uu, 1.0) for uu, zz in chain(1.0)] + [(-zz, -uu, -1.0) for uu, zz in chain(-1.0)])
+    ul = u.tolist()
+    envelopes = []
+    for zl in z.tolist():
+        upper, lower = _hulls(ul, zl)
+        upper_z, upper_u = [zl[j] for j in upper], [ul[j] for j in upper]
+        lower_z, lower_u = [-zl[j] for j in lower], [-ul[j] for j in lower]
+        # Lower-hull slopes from the negated points are the same numbers: (-dz) / (-du).
+        upper_keys = [(upper_z[i] - upper_z[i + 1]) / (upper_u[i + 1] - upper_u[i]) for i in range(len(upper) - 1)]
+        lower_keys = [(lower_z[i + 1] - lower_z[i]) / (lower_u[i + 1] - lower_u[i]) for i in range(len(lower) - 1)]
+        envelopes.append((upper_z, upper_u, upper_keys, lower_z, lower_u, lower_keys))
+    return tuple(envelopes)
 
 
-def _extreme_block(x_points: tuple, y_points: tuple) -> np.ndarray:
-    """(2, 3, H) array of both dimensions' extreme points (rows z', u', sign) for the batch path;
-    the shorter list is padded by repeating its first point, which cannot change a maximum."""
-    size = max(len(x_points), len(y_points))
-    block = np.empty((2, 3, size))
-    for d, points in enumerate((x_points, y_points)):
-        block[d] = np.array(points + (points[0],) * (size - len(points))).T
-    return block
+def _envelope_max(envelope: tuple, s: float, mean: float) -> float:
+    """max_j |z_j - s u_j + mean| over one dimension's head samples, by bisection on the hulls' edges.
+
+    Along the upper hull z_j - s u_j rises while the edge slope exceeds s, so the maximum sits at the
+    vertex whose index is the number of edge slopes above s; the lower hull likewise for the minimum.
+    """
+    upper_z, upper_u, upper_keys, lower_z, lower_u, lower_keys = envelope
+    i = bisect_left(upper_keys, -s)
+    j = bisect_left(lower_keys, s)
+    return max(upper_z[i] - s * upper_u[i] + mean, lower_z[j] - s * lower_u[j] - mean)
 
 
 def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
@@ -269,7 +332,7 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
         s.gap_start, s.gap_end = fragment.first_timestamp_field, fragment.last_timestamp_field
         s.start_x, s.end_x = fragment.starting_x_field, fragment.ending_x_field
     s.duration = s.gap_end - s.gap_start
-    s.y_mean, s.y_std = float(y.mean()), float(y.std())
+    s.y_mean, s.y_std = _mean_std(y)
 
     speed = fragment.velocity
     if speed is None and v2:
@@ -280,7 +343,7 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
     if speed is None:
         s.vel_mean = s.vel_first = s.vel_last = 0.0
     else:
-        s.vel_mean, s.vel_first, s.vel_last = float(speed.mean()), float(speed[0]), float(speed[-1])
+        s.vel_mean, s.vel_first, s.vel_last = _mean(speed), float(speed[0]), float(speed[-1])
     if v2:
         # The same 1 ft/s floor as curvature: a (nearly) stopped B would otherwise make vel_ratio
         # explode (~1e7 in stop-and-go traffic) and drive a linear model's logit with it.
@@ -289,13 +352,13 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
         den = s.vel_first + EPS
         s.vel_den = den if den != 0.0 else math.inf
 
-    s.length = float(fragment.length.mean()) if fragment.length is not None else 0.0
-    s.width = float(fragment.width.mean()) if fragment.width is not None else 0.0
+    s.length = _mean(fragment.length) if fragment.length is not None else 0.0
+    s.width = _mean(fragment.width) if fragment.width is not None else 0.0
     s.has_height = 0.0 if fragment.height is None else 1.0
-    s.height = float(fragment.height.mean()) if fragment.height is not None else 0.0
+    s.height = _mean(fragment.height) if fragment.height is not None else 0.0
     conf = fragment.confidence
     s.has_confidence = 0.0 if conf is None else 1.0
-    s.conf_mean, s.conf_min = (1.0, 1.0) if conf is None else (float(conf.mean()), float(conf.min()))
+    s.conf_mean, s.conf_min = (1.0, 1.0) if conf is None else (_mean(conf), float(np.minimum.reduce(conf)))
 
     # Windows: v1 the last / first 25 samples, v2 the last / first second of the fragment.
     if v2:
@@ -307,8 +370,7 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
 
     # As A: true WLS through the tail, heaviest at the end, times relative to the last sample.
     t_tail = t[n - m_tail:] - t[-1]
-    slope, t_mean, z_mean = weighted_line_fit(t_tail, np.stack((x[n - m_tail:], y[n - m_tail:])),
-                                              junction_weights(m_tail, True))
+    slope, t_mean, z_mean = weighted_line_fit(t_tail, fragment.xy[:, n - m_tail:], junction_weights(m_tail, True))
     s.tail_single = 1.0 if m_tail == 1 else 0.0
     s.slope_x, s.slope_y = float(slope[0]), float(slope[1])
     s.tail_x, s.tail_y = float(z_mean[0]), float(z_mean[1])
@@ -316,10 +378,14 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
 
     # As B: moments of the head window, centred so variances do not cancel catastrophically.
     u = t[:m_head] - t[0]
-    xh, yh = x[:m_head], y[:m_head]
+    zh = fragment.xy[:, :m_head]
     s.head_m = m_head
-    s.head_u_mean, s.head_x_mean, s.head_y_mean = float(u.mean()), float(xh.mean()), float(yh.mean())
-    uc, xc, yc = u - s.head_u_mean, xh - s.head_x_mean, yh - s.head_y_mean
+    s.head_u_mean = _mean(u)
+    head_mean = _add_reduce(zh, axis=1) / m_head
+    s.head_x_mean, s.head_y_mean = head_mean.tolist()
+    uc = u - s.head_u_mean
+    centred = zh - head_mean[:, None]
+    xc, yc = centred
     s.head_u_var = float(uc @ uc) / m_head
     s.head_x_var = float(xc @ xc) / m_head
     s.head_y_var = float(yc @ yc) / m_head
@@ -332,16 +398,18 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
         setattr(s, f"head_{axis}_own", own)
         setattr(s, f"head_{axis}_resvar", float(residual @ residual) / m_head)
     s.head_log_var = math.log(s.head_x_var + EPS) + math.log(s.head_y_var + EPS)
-    s.head_extremes = (_extreme_points(uc, xc), _extreme_points(uc, yc))
-    s.head_extreme_block = _extreme_block(*s.head_extremes)
+    s.head_u, s.head_z = uc, centred
+    s.head_envelopes = None  # built on the first scalar pair that needs it (`_ScalarOps`)
     # REFERENCE.md §1.3 (39-40): per-step velocities over the whole fragment, the first
     # min(m_head, n - 1) of them averaged; the +1e-6 is the reference's.
     s.has_vact = 1.0 if n > 1 else 0.0
     if n > 1:
         k = min(m_head, n - 1)
         dt = t[1:k + 1] - t[:k] + EPS
-        s.vact_x = float(((x[1:k + 1] - x[:k]) / dt).mean())
-        s.vact_y = float(((y[1:k + 1] - y[:k]) / dt).mean())
+        xy = fragment.xy
+        step = xy[:, 1:k + 1] - xy[:, :k]
+        step /= dt
+        s.vact_x, s.vact_y = (_add_reduce(step, axis=1) / k).tolist()
     else:
         s.vact_x = s.vact_y = 0.0
     if v2:
@@ -349,8 +417,9 @@ def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
     s.curvature_mean, s.curvature_std = _curvature(fragment, v2)
     if v2:
         s.a_row = None
-        s.a_block = _a_block(s)
-        s.b_role = _BRole(s)
+        slots = _linear_slots(s)
+        s.a_block = _a_block(s, slots[0])
+        s.b_role = _BRole(s, slots)
     else:
         s.a_row = np.array([[getattr(s, f) for f in _A_FIELDS]], dtype=np.float64)
         s.a_block = s.b_role = None
@@ -367,9 +436,11 @@ class _ScalarOps:
 
     @staticmethod
     def projection_max(b: FragmentFeatures, slope_x, slope_y, mean_x, mean_y):
-        x_points, y_points = b.head_extremes
-        return (max([z - slope_x * u + sign * mean_x for z, u, sign in x_points]),
-                max([z - slope_y * u + sign * mean_y for z, u, sign in y_points]))
+        envelopes = b.head_envelopes
+        if envelopes is None:  # idempotent, so a race between threads is harmless
+            envelopes = b.head_envelopes = _head_envelopes(b.head_u, b.head_z)
+        x_envelope, y_envelope = envelopes
+        return _envelope_max(x_envelope, slope_x, mean_x), _envelope_max(y_envelope, slope_y, mean_y)
 
     @staticmethod
     def distance(d, v2: bool):
@@ -392,14 +463,12 @@ class _ArrayOps:
 
     @staticmethod
     def projection_max(b: FragmentFeatures, slope_x, slope_y, mean_x, mean_y):
-        line = np.empty((slope_x.shape[0], 2, 1, 3))
-        line[:, :, 0, 0] = 1.0
-        line[:, 0, 0, 1] = -slope_x
-        line[:, 1, 0, 1] = -slope_y
-        line[:, 0, 0, 2] = mean_x
-        line[:, 1, 0, 2] = mean_y
-        peak = (line @ b.head_extreme_block).max(axis=-1)
-        return peak[:, 0, 0], peak[:, 1, 0]
+        peaks = []
+        for z, slope, mean in zip(b.head_z, (slope_x, slope_y), (mean_x, mean_y)):
+            e = z - slope[:, None] * b.head_u  # (K, m): |z_j - s u_j + mean|
+            e += mean[:, None]
+            peaks.append(np.abs(e, out=e).max(axis=1))
+        return peaks[0], peaks[1]
 
     @staticmethod
     def distance(d, v2: bool):
@@ -598,12 +667,12 @@ class _BRole:
     that broadcast against (rows, K) blocks."""
 
     __slots__ = ("mul", "sub", "ratio_den", "head_mean", "u_mean", "u_var", "own", "resvar", "var_eps",
-                 "log_var", "hull_z", "hull_u", "hull_sign", "vact", "has_vact")
+                 "log_var", "head_z", "head_u", "vact", "has_vact")
 
-    def __init__(self, s: "FragmentFeatures"):
-        # One array for all of them (the cold path builds one of these per new fragment), sliced into
+    def __init__(self, s: "FragmentFeatures", slots: tuple):
+        # `slots`: `_linear_slots(s)`, shared with `_a_block`. One array for all of them (the cold path builds one of these per new fragment), sliced into
         # (rows, 1) columns.
-        _, mul, sub = _linear_slots(s)
+        _, mul, sub = slots
         column = np.array(mul + sub + [
             s.duration + EPS, s.vel_den, s.head_x_mean, s.head_y_mean, s.head_x_own, s.head_y_own,
             s.head_x_resvar, s.head_y_resvar, s.head_x_var + EPS, s.head_y_var + EPS, s.vact_x, s.vact_y,
@@ -613,15 +682,16 @@ class _BRole:
         (self.ratio_den, self.head_mean, self.own, self.resvar, self.var_eps, self.vact) = \
             (column[i:i + 2] for i in range(2 * n, 2 * n + 12, 2))
         self.u_mean, self.u_var, self.log_var = s.head_u_mean, s.head_u_var, s.head_log_var
-        block = s.head_extreme_block[:, :, :, None]  # (2, 3, H, 1): rows z', u', sign of each dimension
-        self.hull_z, self.hull_u, self.hull_sign = block[:, 0], block[:, 1], block[:, 2]
+        self.head_z = s.head_z[:, :, None]  # (2, m, 1): centred x and y of the head samples
+        self.head_u = s.head_u[:, None]     # (m, 1): their centred times
         self.has_vact = bool(s.has_vact)
 
 
-def _a_block(s: "FragmentFeatures") -> np.ndarray:
-    """The v2 batch path's (1, w) row of one fragment as the earlier one (A) of a pair."""
-    return np.array([_linear_slots(s)[0] + [s.duration, s.vel_last, -s.direction, s.tail_lag, s.tail_x,
-                                             s.tail_y, s.slope_x, s.slope_y, s.direction, s.tail_single]])
+def _a_block(s: "FragmentFeatures", linear: list) -> np.ndarray:
+    """The v2 batch path's (1, w) row of one fragment as the earlier one (A) of a pair (`linear`: the
+    A-role values of `_linear_slots(s)`)."""
+    return np.array([linear + [s.duration, s.vel_last, -s.direction, s.tail_lag, s.tail_x,
+                               s.tail_y, s.slope_x, s.slope_y, s.direction, s.tail_single]])
 
 
 def _batch_v2(a: np.ndarray, b: _BRole, any_single: bool) -> np.ndarray:
@@ -662,10 +732,11 @@ def _batch_v2(a: np.ndarray, b: _BRole, any_single: bool) -> np.ndarray:
     var *= b.u_var
     var += b.resvar
     np.sqrt(var, out=var)
-    # The largest projection error over B's hull points, x and y at once: (2, H, K).
-    errors = slope[:, None, :] * b.hull_u
-    np.subtract(b.hull_z, errors, out=errors)
-    errors += mean[:, None, :] * b.hull_sign
+    # The largest |projection error| |z_j - s u_j + mean| over B's head samples, x and y at once: (2, m, K).
+    errors = slope[:, None, :] * b.head_u
+    np.subtract(b.head_z, errors, out=errors)
+    errors += mean[:, None, :]
+    np.abs(errors, out=errors)
     errors.max(axis=1, out=work[_W["projection_error_x_max"]:_W["projection_error_y_max"] + 1])
     # rows pooled x, y, pred x, y; logged in one call
     logs = np.empty((4, k))
@@ -794,6 +865,16 @@ class FeatureExtractor:
         if self._all:
             return np.array(values, dtype=np.float64)
         return np.array([values[i] for i in self._index], dtype=np.float64)
+
+    def pair_into(self, sa: FragmentFeatures, sb: FragmentFeatures, out: np.ndarray) -> None:
+        """`pair_from_summaries(sa, sb)` written into `out` (a float vector of len(names), e.g. a bound
+        graph input), without an intermediate array: the single-pair hot path."""
+        if sa.schema != self.schema:
+            self._check(sa)
+        if sb.schema != self.schema:
+            self._check(sb)
+        values = _pair_values(sa, sb, _ScalarOps, self._v2)
+        out[:] = values if self._all else [values[i] for i in self._index]
 
     def batch_from_summaries(self, list_sa: Sequence[FragmentFeatures], sb: FragmentFeatures) -> np.ndarray:
         """Features of many earlier fragments against one later fragment: (K, len(names)) float64.

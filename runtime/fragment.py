@@ -144,6 +144,8 @@ class Fragment:
         +1 eastbound (x increasing), -1 westbound.
     t, x, y : np.ndarray
         Timestamps (s, strictly increasing) and positions (ft), all of length `n`.
+    xy : np.ndarray
+        (2, n): x and y as the rows of one array (read-only by convention, like the others).
     length, width, height : np.ndarray or None
         Per-sample dimensions (a scalar field is broadcast); None when the field is absent.
     velocity, confidence : np.ndarray or None
@@ -155,12 +157,12 @@ class Fragment:
     __slots__ = (
         "id", "direction", "t", "x", "y", "length", "width", "height", "velocity", "confidence",
         "first_timestamp_field", "last_timestamp_field", "starting_x_field", "ending_x_field",
-        "compute_node_id", "n",
+        "compute_node_id", "n", "_xy",
     )
 
     def __init__(self, id, direction, t, x, y, length=None, width=None, height=None, velocity=None,
                  confidence=None, first_timestamp_field=None, last_timestamp_field=None,
-                 starting_x_field=None, ending_x_field=None, compute_node_id=1):
+                 starting_x_field=None, ending_x_field=None, compute_node_id=1, xy=None):
         self.id = id
         self.direction = direction
         self.t = t
@@ -177,6 +179,14 @@ class Fragment:
         self.starting_x_field = float(x[0]) if starting_x_field is None else starting_x_field
         self.ending_x_field = float(x[-1]) if ending_x_field is None else ending_x_field
         self.compute_node_id = compute_node_id
+        self._xy = xy
+
+    @property
+    def xy(self) -> np.ndarray:
+        """(2, n) array whose rows are `x` and `y` (built once, on first use, unless given)."""
+        if self._xy is None:
+            self._xy = np.stack((self.x, self.y))
+        return self._xy
 
     @property
     def first_timestamp(self) -> float:
@@ -204,7 +214,10 @@ class Fragment:
         for field in REQUIRED_ARRAYS + ("direction",):
             if field not in doc:
                 raise FragmentError(fid, field, "missing", index)
-        t = _as_float_array(fid, "timestamp", doc["timestamp"], index)
+        converted = _convert_lists(doc)
+        t = converted.get("timestamp")
+        if t is None:
+            t = _as_float_array(fid, "timestamp", doc["timestamp"], index)
         n = t.shape[0]
         if n > 1:
             steps = np.diff(t)
@@ -216,7 +229,9 @@ class Fragment:
                     f"not strictly increasing ({kind} at sample {bad + 1}: {t[bad]!r} -> {t[bad + 1]!r})", index)
         arrays = {}
         for field in ("x_position", "y_position"):
-            arr = _as_float_array(fid, field, doc[field], index)
+            arr = converted.get(field)
+            if arr is None:
+                arr = _as_float_array(fid, field, doc[field], index)
             if arr.shape[0] != n:
                 raise FragmentError(fid, field, f"length {arr.shape[0]} != timestamp length {n}", index)
             arrays[field] = arr
@@ -239,6 +254,10 @@ class Fragment:
                     raise FragmentError(fid, field, f"must be positive, got {v}", index)
                 dims[field] = np.full(n, v)
                 continue
+            arr = converted.get(field)
+            if arr is not None:  # checked positive in one go
+                dims[field] = arr
+                continue
             arr = _as_float_array(fid, field, value, index)
             if arr.shape[0] != n:
                 raise FragmentError(fid, field, f"length {arr.shape[0]} != timestamp length {n}", index)
@@ -255,7 +274,9 @@ class Fragment:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 optional[field] = None  # a scalar speed/confidence carries no per-sample information
                 continue
-            arr = _as_float_array(fid, field, value, index) if _nonempty(value) else None
+            arr = converted.get(field)
+            if arr is None:
+                arr = _as_float_array(fid, field, value, index) if _nonempty(value) else None
             optional[field] = arr if arr is not None and arr.shape[0] == n else None
 
         scalars = {}
@@ -272,8 +293,44 @@ class Fragment:
             dims["length"], dims["width"], dims["height"],
             optional["velocity"], optional["detection_confidence"],
             scalars["first_timestamp"], scalars["last_timestamp"],
-            scalars["starting_x"], scalars["ending_x"], node,
+            scalars["starting_x"], scalars["ending_x"], node, converted.get("xy"),
         )
+
+
+_LIST_FIELDS = REQUIRED_ARRAYS + DIMENSION_FIELDS + OPTIONAL_SAMPLE_FIELDS
+_DIMENSION_ROWS = {field: i for i, field in enumerate(_LIST_FIELDS) if field in DIMENSION_FIELDS}
+
+
+def _convert_lists(doc: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Every per-sample field that is a plain list as long as `timestamp`, converted in one numpy call.
+
+    The common case (a JSON document of lists): one conversion and one finiteness check for all of them
+    instead of one each. Returns field -> row of one (F, n) float64 block (plus "xy", the x and y rows
+    as one (2, n) view), already checked finite, and the dimensions positive; `{}` whenever anything
+    is unusual (other types, other lengths, non-numeric or non-finite values, a non-positive dimension),
+    so that the field-by-field path runs and names the problem.
+    """
+    if type(doc) is not dict:
+        return {}
+    ts = doc.get("timestamp")
+    if type(ts) is not list or not 0 < len(ts) <= MAX_SAMPLES:
+        return {}
+    n = len(ts)
+    names = [f for f in _LIST_FIELDS if type(doc.get(f)) is list and len(doc[f]) == n]
+    if names[:3] != list(REQUIRED_ARRAYS):
+        return {}
+    try:
+        block = np.array([doc[f] for f in names], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return {}
+    if block.ndim != 2 or not np.isfinite(block).all():
+        return {}
+    dims = [i for i, f in enumerate(names) if f in _DIMENSION_ROWS]
+    if dims and (block[dims[0]:dims[-1] + 1] <= 0).any():  # the dimensions present are adjacent rows
+        return {}
+    out = dict(zip(names, block))
+    out["xy"] = block[1:3]
+    return out
 
 
 def _nonempty(value: Any) -> bool:

@@ -62,6 +62,7 @@ _ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)"}
 # compute_costs pads a batch to the next power of two up to this size, so a handful of preallocated
 # buffers and bindings serve every call; larger batches get buffers of their own.
 _MAX_BUCKET = 1024
+_add_reduce = np.add.reduce
 
 
 class ArtifactError(Exception):
@@ -529,13 +530,12 @@ class OnnxCostFunction(StitchCostFunction):
     # -- per pair --------------------------------------------------------------------------------------
     def _score_pair(self, entry_a: _Entry, entry_b: _Entry) -> float:
         """The cost of one pair: scalar feature arithmetic, one graph call on the batch-1 buffers."""
-        features = self._extractor.pair_from_summaries(entry_a.summary, entry_b.summary)
         with self._lock:
             bufs, out, bound = self._single
+            self._extractor.pair_into(entry_a.summary, entry_b.summary, bufs[-1][0])
             if self.sequence:
                 bufs[0][0] = entry_a.tail
                 bufs[1][0] = entry_b.head
-            bufs[-1][0] = features
             self._cost.run(bound)
             cost = float(out[0])
         return cost if math.isfinite(cost) else INVALID_COST
@@ -555,7 +555,7 @@ class OnnxCostFunction(StitchCostFunction):
             feat[:k] = features
             self._cost.run(binding)
             costs = out[:k].copy()  # the output buffer is float64 and reused by the next call
-        if not np.isfinite(costs).all():
+        if not math.isfinite(_add_reduce(costs)):  # one reduction instead of isfinite + all
             costs[~np.isfinite(costs)] = INVALID_COST
         return costs
 
@@ -578,13 +578,12 @@ class OnnxCostFunction(StitchCostFunction):
         Returns (K,) float64, elementwise equal to `compute_cost` up to feature rounding (~1e-14).
         """
         k = len(tracks1)
+        live, _, b, entries = self._cache.candidates(tracks1, track2, TIME_WIN) if k else ([], [], None, [])
+        if len(live) == k and k:
+            return self._score(entries, b)
         out = np.full(k, INVALID_COST)
-        if k == 0:
-            return out
-        live, _, b, entries = self._cache.candidates(tracks1, track2, TIME_WIN)
-        if not live:
-            return out
-        out[live] = self._score(entries, b)
+        if live:
+            out[live] = self._score(entries, b)
         return out
 
 

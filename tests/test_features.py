@@ -382,6 +382,34 @@ def test_stationary_vehicle_has_bounded_v2_curvature():
     assert v2.curvature_mean < v1.curvature_mean / 10
 
 
+@pytest.mark.parametrize("shape", ["noisy", "stationary", "collinear", "ties", "short"])
+def test_projection_max_equals_brute_force(shape):
+    # max_j |z_j - s u_j + mean| over a head window: by bisection on the hulls (one pair) and over
+    # every sample (the batch path), against the plain maximum, for degenerate windows too.
+    from runtime.features import _ArrayOps, _envelope_max, _head_envelopes
+
+    rng = np.random.default_rng(["noisy", "stationary", "collinear", "ties", "short"].index(shape))
+    for _ in range(200):
+        m = int(rng.integers(1, 4)) if shape == "short" else int(rng.integers(3, 30))
+        u = np.cumsum(rng.uniform(0.01, 0.05, m))
+        u -= u.mean()
+        z = {"noisy": rng.normal(0.0, 1.0, (2, m)), "short": rng.normal(0.0, 1.0, (2, m)),
+             "stationary": np.zeros((2, m)), "collinear": np.stack((3.0 * u + 1.0, -2.0 * u)),
+             "ties": np.round(rng.normal(0.0, 1.0, (2, m)), 1)}[shape]
+        envelopes = _head_envelopes(u, z)
+
+        class Head:
+            head_u, head_z = u, z
+
+        slopes, means = rng.normal(0.0, 5.0, (2, 8)), rng.normal(0.0, 3.0, (2, 8))
+        batch = _ArrayOps.projection_max(Head, slopes[0], slopes[1], means[0], means[1])
+        for d in range(2):
+            for k in range(8):
+                expected = np.abs(z[d] - slopes[d, k] * u + means[d, k]).max()
+                assert _envelope_max(envelopes[d], slopes[d, k], means[d, k]) == pytest.approx(expected, abs=1e-12)
+                assert batch[d][k] == pytest.approx(expected, abs=1e-12)
+
+
 def test_names_subset_and_validation():
     names = ["bhattacharyya_coeff", "time_gap", "y_diff"]
     extractor = FeatureExtractor(SCHEMA_V2, names)

@@ -109,6 +109,43 @@ def test_scalar_dimensions_broadcast():
     assert frag.height is None
 
 
+FRAGMENT_ARRAYS = ("t", "x", "y", "length", "width", "height", "velocity", "confidence")
+
+
+@pytest.mark.parametrize("over", [
+    {},
+    {"length": 16.5, "width": 6.2, "height": None},           # scalar and absent dimensions
+    {"velocity": [70.0] * 4, "detection_confidence": None},   # mismatched speed: absent
+    {"velocity": 75.0, "width": [6.0] * 3 + [6.5] * 7},       # scalar speed carries nothing
+    {"timestamp": [1623877175 + k for k in range(10)]},       # integers
+])
+def test_batched_conversion_equals_field_by_field(over):
+    # A plain dict of lists takes the one-conversion path; any other Mapping the field-by-field one.
+    from types import MappingProxyType
+    doc = make_doc(**over)
+    fast, slow = Fragment.from_document(doc), Fragment.from_document(MappingProxyType(doc))
+    for name in FRAGMENT_ARRAYS:
+        a, b = getattr(fast, name), getattr(slow, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert a.dtype == np.float64 and a.flags.c_contiguous and np.array_equal(a, b), name
+    assert np.array_equal(fast.xy, np.stack((fast.x, fast.y))) and np.array_equal(slow.xy, fast.xy)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("velocity", [75.0] * 9 + [float("nan")], "non-finite value nan at sample 9"),
+    ("detection_confidence", [0.9] * 9 + [float("inf")], "non-finite value inf"),
+    ("length", [15.0] * 9 + [0.0], "must be positive"),
+    ("height", [5.0] * 9 + [-1.0], "must be positive"),
+    ("timestamp", [1623877175.0 + 0.04 * k for k in range(9)] + [1623877175.0], "not strictly increasing"),
+    ("y_position", [12.0] * 9 + ["x"], "non-numeric"),
+])
+def test_batched_conversion_still_names_the_bad_field(field, value, message):
+    with pytest.raises(FragmentError, match=message) as err:
+        Fragment.from_document(make_doc(**{field: value}))
+    assert err.value.field == field and err.value.fragment_id == "64a1b2c3d4e5f60718293a4b"
+
+
 def test_fragment_key_changes_when_a_fragment_grows():
     assert fragment_key(make_doc(n=10)) != fragment_key(make_doc(n=11))
     assert fragment_key(make_doc(n=10)) == fragment_key(make_doc(n=10))

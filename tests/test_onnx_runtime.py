@@ -140,8 +140,9 @@ def test_non_finite_output_is_invalid(built, monkeypatch):
     fn = OnnxCostFunction(str(built["artifacts"]["mlp"]))
     a, b = _doc("a", 1000.0), _doc("b", 1003.0, x0=280.0)
     assert np.isfinite(fn.compute_cost(a, b, TIME_WIN)) and fn.compute_cost(a, b, TIME_WIN) < INVALID_COST
-    nan = lambda *args: np.full(47, np.nan)  # noqa: E731
-    monkeypatch.setattr(fn._extractor, "pair_from_summaries", nan)
+    def nan_into(sa, sb, out):
+        out[:] = np.nan
+    monkeypatch.setattr(fn._extractor, "pair_into", nan_into)
     monkeypatch.setattr(fn._extractor, "batch_from_summaries", lambda sas, sb: np.full((len(sas), 47), np.nan))
     assert fn.compute_cost(a, b, TIME_WIN) == INVALID_COST
     assert (fn.compute_costs([a, a], b, TIME_WIN) == INVALID_COST).all()
