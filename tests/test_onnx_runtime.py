@@ -341,3 +341,19 @@ for art in {[str(built["artifacts"][k]) for k in KINDS]!r}:
     costs = [float(v) for v in proc.stdout.split()]
     expected = [OnnxCostFunction(str(built["artifacts"][k])).compute_cost(a, b, TIME_WIN) for k in KINDS]
     np.testing.assert_allclose(costs, expected, rtol=0, atol=1e-12)
+
+
+def test_bound_call_falls_back_to_the_public_method():
+    # Without the compiled session under the wrapper (another onnxruntime build), the binding runs through
+    # InferenceSession.run_with_iobinding, with the same binding.
+    from runtime.onnx_cost import _Binding
+
+    calls = []
+
+    class PublicOnly:
+        def run_with_iobinding(self, binding, run_options=None):
+            calls.append((binding, run_options))
+
+    marker = object()
+    _Binding(PublicOnly(), marker, [], run_options="unused").call()
+    assert calls == [(marker, None)]
