@@ -160,7 +160,7 @@ class FragmentFeatures:
     has_vact, vact_x, vact_y : mean finite-difference velocity at the start (as B).
     curvature_mean, curvature_std : curvature statistics of the whole fragment.
     a_row : (1, len(_A_FIELDS)) array of the A-role quantities, for the v1 batch path (None in v2).
-    a_block, b_role : the v2 batch path's A-role row and B-role constants (None in v1); see `_batch_v2`.
+    a_block, b_role : the v2 batch path's A-role column and B-role constants (None in v1); see `_batch_v2`.
     """
 
     __slots__ = _A_FIELDS + (
@@ -659,7 +659,8 @@ _A_LAG = _N_LINEAR + 3
 _A_TAIL = slice(_N_LINEAR + 4, _N_LINEAR + 6)
 _A_SLOPE = slice(_N_LINEAR + 6, _N_LINEAR + 8)
 _A_DIR = _N_LINEAR + 8
-_A_SINGLE = _N_LINEAR + 9
+_A_DIR_ONE = slice(_N_LINEAR + 8, _N_LINEAR + 10)  # rows direction, 1: scales x by direction, y by 1
+_A_SINGLE = _N_LINEAR + 10
 
 
 class _BRole:
@@ -670,8 +671,8 @@ class _BRole:
                  "log_var", "head_z", "head_u", "vact", "has_vact")
 
     def __init__(self, s: "FragmentFeatures", slots: tuple):
-        # `slots`: `_linear_slots(s)`, shared with `_a_block`. One array for all of them (the cold path builds one of these per new fragment), sliced into
-        # (rows, 1) columns.
+        # `slots`: `_linear_slots(s)`, shared with `_a_block`. One array for all of them (the cold path
+        # builds one of these per new fragment), sliced into (rows, 1) columns.
         _, mul, sub = slots
         column = np.array(mul + sub + [
             s.duration + EPS, s.vel_den, s.head_x_mean, s.head_y_mean, s.head_x_own, s.head_y_own,
@@ -688,22 +689,21 @@ class _BRole:
 
 
 def _a_block(s: "FragmentFeatures", linear: list) -> np.ndarray:
-    """The v2 batch path's (1, w) row of one fragment as the earlier one (A) of a pair (`linear`: the
-    A-role values of `_linear_slots(s)`)."""
-    return np.array([linear + [s.duration, s.vel_last, -s.direction, s.tail_lag, s.tail_x,
-                               s.tail_y, s.slope_x, s.slope_y, s.direction, s.tail_single]])
+    """The v2 batch path's (w, 1) column of one fragment as the earlier one (A) of a pair (`linear`: the
+    A-role values of `_linear_slots(s)`); K of them side by side make the contiguous (w, K) block."""
+    return np.array(linear + [s.duration, s.vel_last, -s.direction, s.tail_lag, s.tail_x,
+                              s.tail_y, s.slope_x, s.slope_y, s.direction, 1.0, s.tail_single])[:, None]
 
 
 def _batch_v2(a: np.ndarray, b: _BRole, any_single: bool) -> np.ndarray:
     """v2 features of K pairs as a (len(_WORK_NAMES), K) block, rows in `_WORK_NAMES` order.
 
-    `a` is the (w, K) transpose of the stacked `_a_block` rows (contiguous: every quantity of A is a
+    `a` is the (w, K) block of the `_a_block` columns side by side (contiguous: every quantity of A is a
     contiguous row, so each operation below is one numpy call on a contiguous (K,) or (2, K) block),
     `b` the later fragment, `any_single` whether some A has a one-sample tail window.
     """
     k = a.shape[1]
     work = np.empty((len(_WORK_NAMES), k))
-    work[_W["bhattacharyya_coeff"]] = 0.0
     linear = work[:_N_LINEAR]
     np.multiply(a[:_N_LINEAR], b.mul, out=linear)
     linear -= b.sub
@@ -763,18 +763,22 @@ def _batch_v2(a: np.ndarray, b: _BRole, any_single: bool) -> np.ndarray:
     distance += outer
     # distance(): 999 where not finite or < -999, else clipped to [0, 999]; fmin maps NaN to 999 too.
     np.fmin(distance, DISTANCE_SENTINEL, out=distance)
-    if min(distance.tolist()) < -DISTANCE_SENTINEL:
+    values = distance.tolist()
+    low = min(values) < -DISTANCE_SENTINEL
+    if low:
         distance[distance < -DISTANCE_SENTINEL] = DISTANCE_SENTINEL
     np.maximum(distance, 0.0, out=distance)
-    # coefficient(): exp(-d) below the cut-off, else 0 (the row starts zeroed)
+    # coefficient(): exp(-d) below the cut-off, else 0
     coefficient = work[_W["bhattacharyya_coeff"]]
-    np.exp(-distance, out=coefficient, where=distance < COEFF_CUTOFF)
-    # Direction-normalised x: error_x, fit_x = direction * (mean_x, slope_x).
-    direction = a[_A_DIR]
-    mean[0] *= direction
+    np.negative(distance, out=coefficient)
+    np.exp(coefficient, out=coefficient)
+    if low or max(values) >= COEFF_CUTOFF:
+        coefficient[distance >= COEFF_CUTOFF] = 0.0
+    # Direction-normalised x: error_x, fit_x = direction * (mean_x, slope_x); y times 1.
+    direction_one = a[_A_DIR_ONE]
+    mean *= direction_one
     fit = work[_W["velocity_fit_x"]:_W["velocity_fit_y"] + 1]
-    fit[...] = slope
-    fit[0] *= direction
+    np.multiply(slope, direction_one, out=fit)
     mismatch = work[_W["velocity_mismatch_x"]:_W["velocity_mismatch_y"] + 1]
     if b.has_vact:
         np.subtract(fit, b.vact, out=mismatch)
@@ -911,7 +915,7 @@ class FeatureExtractor:
                 self._check(sa)
             if sa.tail_single:
                 any_single = True
-        a = np.concatenate([sa.a_block for sa in list_sa]).T.copy()
+        a = np.concatenate([sa.a_block for sa in list_sa], axis=1)
         with np.errstate(all="ignore"):
             return _batch_v2(a, sb.b_role, any_single)
 
