@@ -25,6 +25,7 @@ from runtime.onnx_cost import ARTIFACT_FORMAT, MANIFEST
 
 from .calibration import (DEFAULT_MAX_FPR, DEFAULT_MIN_PRECISION, MASTER_THRESH, REFERENCE_THRESH, Calibration,
                           fit_calibration, fold_calibration)
+from .fold import fold_input_scaling
 from .specs import COST, LOGIT, OPSET, export_spec
 from .validate import MIN_PARITY_PAIRS, Candidate, run_checks
 
@@ -243,7 +244,10 @@ def export_artifact(kind: str, run_dir: str, out_dir: str, *, strategy: str = "f
     calibration = fit_calibration(cal_logits, cal_pairs.label, cal_pairs.bhat, strategy, max_fpr, min_precision)
     say(f"  a={calibration.a:.4g} b={calibration.b:.4g} z*={calibration.z_star:.4g} s={calibration.s:.4g} "
         f"(TPR {calibration.operating['tpr']:.3f} at FPR {calibration.operating['fpr']:.4f})")
+    folded_inputs = fold_input_scaling(graphs[spec.cost_role])
     graphs[spec.cost_role] = fold_calibration(graphs[spec.cost_role], LOGIT, calibration, COST)
+    say(f"  cost graph: {len(graphs[spec.cost_role].graph.node)} nodes ({folded_inputs} feature "
+        f"standardisation(s) folded into the first layers)")
     signatures = spec.signatures(model)
     blobs = {role: graphs[role].SerializeToString() for role in signatures}
 

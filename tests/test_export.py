@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from click.testing import CliRunner
 
@@ -148,6 +149,10 @@ def test_graph_output_is_the_calibrated_cost(built, cal_and_test, kind):
     assert len(test_pairs) >= 2000
     np.testing.assert_allclose(cost, framework, rtol=0, atol=1e-4)
     assert (cost >= 0).all() and (cost <= calibration.ceiling).all()
+    # folded: the standardisation into the first layer, v = v0 - v1 z into the last (export.fold)
+    graph = onnx.load(str(art / "model.onnx")).graph
+    assert not any(n.op_type in ("Sub", "Div") and "features" in n.input for n in graph.node)
+    assert not {"calibration/v0", "calibration/v1"} & {i.name for i in graph.initializer}
     # the operating point: cost == T at the calibration pair that defines z*
     idx = m["calibration"]["operating"]["index"]
     op_cost = sess.run(["cost"], {"features": cal_pairs.features[idx:idx + 1].astype(dtype)})[0][0]
@@ -165,6 +170,8 @@ def test_sequence_export_has_two_graphs_with_a_dynamic_batch(built):
     assert [i.name for i in enc.get_inputs()] == ["window", "mask"]
     assert enc.get_inputs()[0].shape == ["N", 64, 8] and enc.get_outputs()[0].name == "embedding"
     assert [i.name for i in head.get_inputs()] == ["emb_a", "emb_b", "features"]
+    graph = onnx.load(str(art / "head.onnx")).graph  # the standardisation folded through the Concat
+    assert not any(n.op_type in ("Sub", "Div") and "features" in n.input for n in graph.node)
     E = enc.get_outputs()[0].shape[1]
     for n in (1, 5):
         mask = np.zeros((n, 64), np.float32)
