@@ -23,7 +23,7 @@ the cost scale could accept. In float64 both bounds are exact: 0 <= cost <= C.
 
 Here (numpy, the reference) each softplus is evaluated in the overflow-free form
 max(u, 0) + log(1 + exp(-k|u|)) / k; the graph computes the same map in float64 with the constants
-folded (`graph_constants`), in nine nodes.
+folded and the two softplus merged into one exp and one log (`graph_constants`).
 """
 from __future__ import annotations
 
@@ -339,18 +339,22 @@ def calibration_report(costs: np.ndarray, labels: np.ndarray, probability: np.nd
 # ONNX: the same map as nodes.
 
 def graph_constants(calibration: Calibration) -> dict:
-    """The folded constants the graph uses, in units of k (so each softplus is one plain Softplus node).
+    """The folded constants the graph uses.
 
     v = k (c - delta) = v0 - v1 z    with v0 = k (T - delta + s z* - s b), v1 = k s a
-    F = softplus(min(v, v_max))      = k f      (v_max = k (C + 50): beyond it f > C + 50 and the cost
-                                                 is C to the last bit anyway, so clipping changes
-                                                 nothing while keeping exp() finite)
-    cost = (k C - softplus(k C - F)) / k
-    Both Softplus arguments are <= k C + 50 k, so onnxruntime's log(exp(x) + 1) cannot overflow.
+    E = exp(min(v, v_max))           (v_max = k (C + 50): beyond it the cost is C to the last bit
+                                      anyway, so clipping changes nothing while keeping E finite)
+    cost = C + log((1 + E) / (K + E)) / k,   K = 1 + exp(k C)
+
+    The last line is C - softplus_k(C - softplus_k(c - delta)) rewritten with one exp and one log:
+    with F = log(1 + E), C k - log(1 + exp(C k - F)) = C k + F - log(1 + E + exp(C k)). onnxruntime has
+    no float64 Softplus kernel and expands each into exp, add and log (plus a cast of its constant on
+    every call), so the nested form runs 13 kernels where this one runs 8.
     """
     k, cal = calibration.k, calibration
     return {"v0": k * (cal.T - cal.delta + cal.s * cal.z_star - cal.s * cal.b), "v1": k * cal.s * cal.a,
-            "v_max": k * (cal.ceiling + 50.0), "k_ceiling": k * cal.ceiling, "inv_k": 1.0 / k}
+            "v_max": k * (cal.ceiling + 50.0), "one": 1.0, "exp_kc_plus_one": 1.0 + math.exp(k * cal.ceiling),
+            "inv_k": 1.0 / k, "ceiling": cal.ceiling}
 
 
 def calibration_graph(calibration: Calibration, logit: str, cost: str = "cost", prefix: str = "calibration/",
@@ -358,9 +362,9 @@ def calibration_graph(calibration: Calibration, logit: str, cost: str = "cost", 
     """Nodes and initializers computing `cost` (float64, shape (N,)) from the tensor named `logit`.
 
     The logit may be float32 or float64; it is cast to float64 first so the map adds no rounding of its
-    own. Nine nodes (see `graph_constants`): the map runs on every pair, so it is kept short.
+    own. Eleven nodes (see `graph_constants`): the map runs on every pair, so it is kept short.
     `linear_folded`: the tensor already holds v = v0 - v1 z (`fold_calibration` moved that step into the
-    model's last layer), so the map starts from it: seven nodes.
+    model's last layer), so the map starts from it: nine nodes.
     Returns (nodes, initializers).
     """
     from onnx import TensorProto, helper, numpy_helper
@@ -383,11 +387,13 @@ def calibration_graph(calibration: Calibration, logit: str, cost: str = "cost", 
         ]
     nodes = head + [
         n("Min", ["v", "v_max"], "v_clipped"),
-        n("Softplus", ["v_clipped"], "floor_k"),        # k f, f = softplus_k(c - delta)
-        n("Sub", ["k_ceiling", "floor_k"], "headroom_k"),
-        n("Softplus", ["headroom_k"], "soft_headroom_k"),
-        n("Sub", ["k_ceiling", "soft_headroom_k"], "cost_k"),
-        helper.make_node("Mul", [p + "cost_k", p + "inv_k"], [cost], name=p + "cost"),  # C - softplus_k(C - f)
+        n("Exp", ["v_clipped"], "e"),                   # E
+        n("Add", ["e", "one"], "num"),                  # 1 + E
+        n("Add", ["e", "exp_kc_plus_one"], "den"),      # K + E
+        n("Div", ["num", "den"], "ratio"),
+        n("Log", ["ratio"], "log_ratio"),               # k (cost - C)
+        n("Mul", ["log_ratio", "inv_k"], "below_ceiling"),
+        helper.make_node("Add", [p + "below_ceiling", p + "ceiling"], [cost], name=p + "cost"),
     ]
     return nodes, inits
 
