@@ -69,11 +69,11 @@ class FragmentCache:
         get, move_to_end = data.get, data.move_to_end
         out = [get(key) for key in keys]  # lock-free, as in `get`
         missing = [i for i, entry in enumerate(out) if entry is None]
-        for i, key in enumerate(keys):
-            if out[i] is not None:
+        for key, entry in zip(keys, out):
+            if entry is not None:
                 try:
                     move_to_end(key)
-                except KeyError:
+                except KeyError:  # evicted by another thread meanwhile: the entry is still valid
                     pass
         self.hits += len(keys) - len(missing)
         for i in missing:

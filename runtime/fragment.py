@@ -298,7 +298,6 @@ class Fragment:
 
 
 _LIST_FIELDS = REQUIRED_ARRAYS + DIMENSION_FIELDS + OPTIONAL_SAMPLE_FIELDS
-_DIMENSION_ROWS = {field: i for i, field in enumerate(_LIST_FIELDS) if field in DIMENSION_FIELDS}
 
 
 def _convert_lists(doc: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -325,7 +324,7 @@ def _convert_lists(doc: Mapping[str, Any]) -> dict[str, np.ndarray]:
         return {}
     if block.ndim != 2 or not np.isfinite(block).all():
         return {}
-    dims = [i for i, f in enumerate(names) if f in _DIMENSION_ROWS]
+    dims = [i for i, f in enumerate(names) if f in DIMENSION_FIELDS]
     if dims and (block[dims[0]:dims[-1] + 1] <= 0).any():  # the dimensions present are adjacent rows
         return {}
     out = dict(zip(names, block))
