@@ -424,22 +424,35 @@ class _Binding:
 
     `InferenceSession.run_with_iobinding` spends ~8 us per call here in Python-level checks for
     WebGPU graph capture (and ~90 us when given RunOptions, through a C++ exception it raises and
-    catches). The call therefore goes to the compiled session under the wrapper when the installed
-    onnxruntime has one (`_sess` and `IOBinding._iobinding`, present since 1.x), with the same
-    arguments; otherwise it goes through the public method.
+    catches). The call therefore goes to the compiled session under the wrapper (`_sess` and
+    `IOBinding._iobinding`, present since onnxruntime 1.x) with the same arguments. Where those are
+    missing, or the first call finds that the compiled method takes other arguments (a TypeError),
+    every call goes through the public method instead.
     """
 
-    __slots__ = ("binding", "values", "call")
+    __slots__ = ("binding", "values", "call", "_public", "_compiled")
 
     def __init__(self, session: ort.InferenceSession, binding: Any, values: list, run_options: Any):
         self.binding = binding
         self.values = values
+        self._public = functools.partial(session.run_with_iobinding, binding)
         compiled = getattr(session, "_sess", None)
         raw = getattr(binding, "_iobinding", None)
         if compiled is not None and raw is not None and callable(getattr(compiled, "run_with_iobinding", None)):
-            self.call = functools.partial(compiled.run_with_iobinding, raw, run_options)
-        else:  # an onnxruntime without the compiled session attribute
-            self.call = functools.partial(session.run_with_iobinding, binding)
+            self._compiled = functools.partial(compiled.run_with_iobinding, raw, run_options)
+            self.call = self._first_call
+        else:
+            self._compiled = None
+            self.call = self._public
+
+    def _first_call(self) -> None:
+        try:
+            self._compiled()
+        except TypeError:  # the compiled method's signature differs in this onnxruntime
+            self.call = self._public
+            self._public()
+        else:
+            self.call = self._compiled
 
 
 def _bucket(n: int) -> int:

@@ -344,16 +344,40 @@ for art in {[str(built["artifacts"][k]) for k in KINDS]!r}:
 
 
 def test_bound_call_falls_back_to_the_public_method():
-    # Without the compiled session under the wrapper (another onnxruntime build), the binding runs through
-    # InferenceSession.run_with_iobinding, with the same binding.
+    # Without the compiled session under the wrapper (another onnxruntime build), or when its method takes
+    # other arguments, the binding runs through InferenceSession.run_with_iobinding with the same binding.
     from runtime.onnx_cost import _Binding
 
     calls = []
 
     class PublicOnly:
         def run_with_iobinding(self, binding, run_options=None):
-            calls.append((binding, run_options))
+            calls.append(("public", binding))
 
-    marker = object()
+    class OtherSignature(PublicOnly):
+        class _sess:
+            @staticmethod
+            def run_with_iobinding(binding):  # one argument fewer than this runtime passes
+                calls.append(("compiled", binding))
+
+    class Binding:
+        _iobinding = "raw"
+
+    marker = Binding()
     _Binding(PublicOnly(), marker, [], run_options="unused").call()
-    assert calls == [(marker, None)]
+    assert calls == [("public", marker)]
+    calls.clear()
+    bound = _Binding(OtherSignature(), marker, [], run_options="options")
+    bound.call()
+    bound.call()
+    assert calls == [("public", marker), ("public", marker)]
+
+
+def test_bound_call_uses_the_compiled_session_when_it_fits(built):
+    from runtime.onnx_cost import _Binding
+
+    fn = OnnxCostFunction(str(built["artifacts"]["mlp"]))
+    _, _, bound = fn._cost.buffers(3)
+    assert isinstance(bound, _Binding)
+    bound.call()
+    assert bound.call == bound._compiled  # switched after a first call that worked
