@@ -111,7 +111,8 @@ def _costs(artifacts_dir: str, quick: bool, say) -> tuple[list[tuple[str, dict]]
 
     for kind in sorted(os.listdir(artifacts_dir)):
         folder = os.path.join(artifacts_dir, kind)
-        if not os.path.exists(os.path.join(folder, "manifest.json")):
+        # `<model>.prev` is the artifact `promote` replaced, kept for rollback: not a shipped cost
+        if kind.endswith(".prev") or not os.path.exists(os.path.join(folder, "manifest.json")):
             continue
         try:
             OnnxCostFunction(folder)
