@@ -167,40 +167,46 @@ def _concat_offsets(model, concat) -> list[int] | None:
 
 def _fold_rows(index: _Index, layer, rows: slice, mean: np.ndarray, scale: np.ndarray) -> list | None:
     """The rewrites that make `layer` (Gemm, or MatMul + constant Add) take x instead of (x - mean) / scale
-    on its input rows `rows`; None when it cannot."""
+    on its input rows `rows`; None when it cannot.
+
+    Either way the layer is y = factor * (input @ M) + bias with M (inputs, outputs): rows `rows` of M
+    are divided by `scale`, and the bias loses factor * (mean / scale) @ M[rows].
+    """
     if layer.op_type == "Gemm":
         found = _linear_weights(index, layer)
         if found is None or len(layer.input) < 3 or not layer.input[2]:
             return None
         weights, trans, alpha, beta = found
-        bias = index.constant(layer.input[2])
-        matrix = weights.T if trans else weights  # (inputs, outputs)
-        if bias is None or matrix.shape[0] < rows.stop:
-            return None
-        part = matrix[rows]
-        shift = alpha * ((mean / scale) @ part) / beta
-        matrix = matrix.copy()
-        matrix[rows] = part / scale[:, None]
-        return [(layer.input[1], matrix.T if trans else matrix), (layer.input[2], bias - shift)]
-    if layer.op_type == "MatMul":
+        bias_name, factor = layer.input[2], alpha / beta
+        matrix = weights.T if trans else weights
+
+        def stored(m):
+            return m.T if trans else m
+    elif layer.op_type == "MatMul":
         weights = index.constant(layer.input[1])
         after = index.consumers[layer.output[0]]
         if weights is None or weights.ndim not in (1, 2) or len(after) != 1 or after[0].op_type != "Add" \
                 or not index.used_once(layer.output[0]):
             return None
         add = after[0]
-        bias_name = add.input[1] if add.input[0] == layer.output[0] else add.input[0]
-        bias = index.constant(bias_name)
-        if bias is None:
-            return None
+        bias_name, factor = add.input[1] if add.input[0] == layer.output[0] else add.input[0], 1.0
         matrix = weights if weights.ndim == 2 else weights[:, None]
-        part = matrix[rows]
-        shift = (mean / scale) @ part
-        matrix = matrix.copy()
-        matrix[rows] = part / scale[:, None]
-        return [(layer.input[1], matrix if weights.ndim == 2 else matrix[:, 0]),
-                (bias_name, bias - (shift if weights.ndim == 2 else shift[0]))]
-    return None
+
+        def stored(m):
+            return m if weights.ndim == 2 else m[:, 0]
+    else:
+        return None
+    bias = index.constant(bias_name)
+    if bias is None or matrix.shape[0] < rows.stop:
+        return None
+    part = matrix[rows]
+    shift = factor * ((mean / scale) @ part)
+    matrix = matrix.copy()
+    matrix[rows] = part / scale[:, None]
+    folded_bias = bias - shift
+    if folded_bias.size == bias.size:  # keep the bias's own shape (a scalar stays a scalar)
+        folded_bias = folded_bias.reshape(bias.shape)
+    return [(layer.input[1], stored(matrix)), (bias_name, folded_bias)]
 
 
 def fold_input_scaling(model) -> int:
