@@ -417,6 +417,44 @@ def test_warm_start_begins_exactly_at_the_mlp_and_keeps_it_frozen(toy, tmp_path)
     assert after["roc_auc"] > before["roc_auc"] + 0.1, (before, after)
 
 
+def test_warm_start_fine_tunes_the_branch_at_its_scaled_learning_rate(toy, tmp_path):
+    from training.models.sequence import warm_start_feature_branch
+
+    train, val = toy
+    mlp_model = _trained_mlp(toy)
+    module = model_module("tcn")
+    config = module.Config(head_hidden=(32, 16), window_length=32, feature_branch=(16, 8),
+                           feature_branch_dropout=0.0, feature_branch_lr_scale=0.1, **SMALL["tcn"])
+    torch.manual_seed(0)
+    model = module.build(config, module.fit_stats(train))
+    warm_start_feature_branch(model, mlp_model.state_dict())   # follows the config: not frozen
+    branch = list(model.head.feature_branch.parameters())
+    assert all(p.requires_grad for p in branch)
+    model.eval()
+    expected = predict_logits(mlp_model, type(val)(val.labels, {"features": val.tensors["features"]}))
+    np.testing.assert_allclose(predict_logits(model, val), expected, rtol=0, atol=1e-5)  # still starts as the MLP
+
+    rest, tuned = model.param_groups(5e-3)
+    assert rest["lr"] == 5e-3 and tuned["lr"] == pytest.approx(5e-4)
+    assert {id(p) for p in tuned["params"]} == {id(p) for p in branch}
+    assert not {id(p) for p in rest["params"]} & {id(p) for p in branch}
+    assert len(rest["params"]) + len(tuned["params"]) == len(list(model.parameters()))
+
+    before = {k: v.clone() for k, v in model.head.feature_branch.state_dict().items()}
+    train_model(model, train, val, TrainConfig(epochs=2, batch_size=32, lr=5e-3, seed=0), tmp_path, progress=False)
+    moved = [k for k, v in model.head.feature_branch.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.endswith("weight") for k in moved), moved
+    # the scaler statistics are buffers: fine-tuning never touches them
+    assert not [k for k in moved if "scaler" in k], moved
+
+    # scale 0 (the default) freezes the branch and leaves it out of the optimiser
+    frozen_model = module.build(dataclasses.replace(config, feature_branch_lr_scale=0.0), module.fit_stats(train))
+    warm_start_feature_branch(frozen_model, mlp_model.state_dict())
+    groups = frozen_model.param_groups(5e-3)
+    assert len(groups) == 1
+    assert not {id(p) for p in groups[0]["params"]} & {id(p) for p in frozen_model.head.feature_branch.parameters()}
+
+
 def test_warm_start_refuses_weights_of_another_shape(toy):
     from training.models.sequence import warm_start_feature_branch
 

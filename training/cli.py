@@ -97,8 +97,9 @@ def torch_options(f):
 def sequence_options(f):
     return click.option(
         "--init-features-from", "init_features_from", type=click.Path(file_okay=False, exists=True), default=None,
-        help="A trained MLP run folder (same data splits): its network becomes a frozen feature branch of the "
-             "pair head and training starts from its predictions, fitting the encoder's contribution on top.")(f)
+        help="A trained MLP run folder (same data splits): its network becomes a feature branch of the pair head "
+             "and training starts from its predictions, fitting the encoder's contribution on top. The branch "
+             "stays frozen unless --model-config sets feature_branch_lr_scale > 0 (fine-tuned at lr x scale).")(f)
 
 
 def _torch_train(kind: str, kw: dict) -> None:

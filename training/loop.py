@@ -212,7 +212,9 @@ def train_model(model: nn.Module, train: PairData, val: PairData, cfg: TrainConf
         raise ValueError(f"training split needs both classes (positives {n_pos}, negatives {n_neg})")
     pw = cfg.pos_weight if cfg.pos_weight is not None else n_neg / n_pos
     pos_weight = torch.tensor(pw, dtype=torch.float32)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # a model may give its own parameter groups (e.g. a warm-started branch at a smaller learning rate)
+    groups = model.param_groups(cfg.lr) if hasattr(model, "param_groups") else model.parameters()
+    optimiser = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict] = []
     best_score, best_epoch, bad_epochs, start_epoch = -math.inf, -1, 0, 0
     last_path = os.path.join(run_dir, "last.pt")

@@ -122,9 +122,10 @@ def train_run(kind: str, run_dir: str, spec: DatasetSpec | None = None, data_dir
               splits: dict[str, ScenarioPairs] | None = None, init_features_from: str | None = None) -> dict:
     """Train one model of `kind` ("lr", "mlp", "siamese", "tcn", "transformer") and write its run folder.
 
-    `init_features_from` (sequence kinds only): a trained MLP run folder; its network becomes a frozen
-    feature branch of the pair head and the head's own output starts at zero, so training begins at that
-    MLP's predictions and fits the encoder's contribution as a residual (`warm_start_feature_branch`).
+    `init_features_from` (sequence kinds only): a trained MLP run folder; its network becomes a feature
+    branch of the pair head and the head's own output starts at zero, so training begins at that MLP's
+    predictions and fits the encoder's contribution as a residual (`warm_start_feature_branch`). The branch
+    stays frozen unless the model config's `feature_branch_lr_scale` is > 0 (then it is fine-tuned too).
     The MLP must have been trained on the same training split (checked against its dataset.json).
 
     Returns the metrics dict written to `run_dir/metrics.json`.
@@ -230,7 +231,7 @@ def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_o
     torch.manual_seed(seed)
     config = module.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in model_overrides.items()})
     if warm is not None:
-        # Frozen branch: no dropout in it either, so training sees exactly the MLP's logit underneath.
+        # No dropout in the branch: training sees exactly the MLP's logit underneath (frozen or fine-tuned).
         config = replace(config, feature_branch=warm["hidden"], feature_branch_dropout=0.0)
     window = getattr(config, "window_length", 64)
     train_data = model_inputs(kind, train_sp, window)
@@ -240,7 +241,7 @@ def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_o
     if warm is not None:
         from .models.sequence import warm_start_feature_branch
 
-        warm_start_feature_branch(model, warm["state"], freeze=True)
+        warm_start_feature_branch(model, warm["state"])  # frozen unless feature_branch_lr_scale > 0
     cfg = TrainConfig(**{**module.DEFAULT_TRAIN, "seed": seed, **train_overrides})
     _write_json(os.path.join(run_dir, "model_config.json"), {"kind": kind, **asdict(config)})
     _write_json(os.path.join(run_dir, "stats.json"), stats)
@@ -260,7 +261,8 @@ def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_o
     return _top_level(kind, evals, splits, spec, seed, spec.schema, {
         "model_config": asdict(config), "train_config": asdict(cfg),
         "training": {k: result[k] for k in ("best_epoch", "epochs_run", "stopped")},
-        "warm_start": {"feature_branch_from": warm["run"], "frozen": True} if warm else None,
+        "warm_start": {"feature_branch_from": warm["run"], "frozen": config.feature_branch_lr_scale <= 0,
+                       "feature_branch_lr_scale": config.feature_branch_lr_scale} if warm else None,
     })
 
 

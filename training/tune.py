@@ -447,8 +447,8 @@ def _report(study, objective: str) -> None:
                    "share a study, or they suggest the same configurations).")
 @click.option("--timeout", type=float, default=None, help="Stop starting new trials after this many seconds.")
 @click.option("--init-features-from", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Sequence models: every trial starts from this trained MLP run (a frozen feature branch; "
-                   "see train-tcn --help).")
+              help="Sequence models: every trial starts from this trained MLP run (a feature branch, frozen or "
+                   "fine-tuned as the trial's feature_branch_lr_scale says; see train-tcn --help).")
 @data_options
 def main(kind, n_trials, storage, study_name, objective, n_jobs, runs_dir, pruner_name, startup_trials,
          warmup_epochs, epochs, max_neg_per_pos, sampler_seed, timeout, init_features_from, **kw):

@@ -28,6 +28,7 @@ __all__ = [
     "PairHead",
     "build_head",
     "warm_start_feature_branch",
+    "shared_search_space",
     "SequencePairModel",
     "window_stats",
     "fit_sequence_stats",
@@ -61,6 +62,9 @@ class SequenceConfig:
     # MLP run, so the sequence model starts as that MLP and its encoder learns a residual on top.
     feature_branch: tuple = ()
     feature_branch_dropout: float = 0.1
+    # Learning rate of a warm-started feature branch relative to the rest of the model: 0 keeps the
+    # MLP frozen (the encoder fits a residual on top of it), > 0 fine-tunes it jointly at lr x scale.
+    feature_branch_lr_scale: float = 0.0
 
 
 class ChannelNormaliser(nn.Module):
@@ -167,6 +171,17 @@ class SequencePairModel(nn.Module):
         self.encoder = encoder
         self.head = head
 
+    def param_groups(self, lr: float) -> list[dict]:
+        """AdamW parameter groups: the trainable feature branch at `lr x feature_branch_lr_scale`, the rest
+        at `lr`. A frozen branch (scale 0, `requires_grad` off) is left out of the optimiser altogether."""
+        branch = self.head.feature_branch
+        branch_ids = {id(p) for p in branch.parameters()} if branch is not None else set()
+        groups = [{"params": [p for p in self.parameters() if id(p) not in branch_ids and p.requires_grad], "lr": lr}]
+        trainable = [p for p in branch.parameters() if p.requires_grad] if branch is not None else []
+        if trainable:
+            groups.append({"params": trainable, "lr": lr * self.config.feature_branch_lr_scale})
+        return groups
+
     def embed_pair(self, tail: torch.Tensor, tail_mask: torch.Tensor, head: torch.Tensor,
                    head_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings (e_a, e_b) of the earlier fragment's tail and the later fragment's head window.
@@ -254,17 +269,21 @@ def build_head(config: SequenceConfig, embedding_dim: int, stats: dict) -> PairH
                     config.feature_branch_dropout)
 
 
-def warm_start_feature_branch(model: "SequencePairModel", mlp_state: dict, freeze: bool = True) -> None:
+def warm_start_feature_branch(model: "SequencePairModel", mlp_state: dict, freeze: bool | None = None) -> None:
     """Start `model` as a trained MLP: copy its weights (scaler statistics included) into the head's
     feature branch and zero the head's last layer, so that before any training step the pair model's
-    logit is exactly the MLP's. With `freeze` the branch stays fixed and training fits only the
-    encoder and the head's embedding path: a residual on top of the MLP.
+    logit is exactly the MLP's. A frozen branch stays fixed and training fits only the encoder and the
+    head's embedding path: a residual on top of the MLP. Otherwise the branch is fine-tuned with the
+    rest, at `feature_branch_lr_scale` x the learning rate (`SequencePairModel.param_groups`).
 
     Parameters
     ----------
     model : a pair model whose config has `feature_branch` equal to the MLP's hidden widths.
     mlp_state : the MLP run's state dict (`training.loop.load_state` of its best.pt).
+    freeze : None (default) follows the config: frozen when `feature_branch_lr_scale` is 0.
     """
+    if freeze is None:
+        freeze = model.config.feature_branch_lr_scale <= 0
     branch = model.head.feature_branch
     if branch is None:
         raise ValueError("the model has no feature branch: set feature_branch to the MLP's hidden widths")
@@ -279,6 +298,24 @@ def warm_start_feature_branch(model: "SequencePairModel", mlp_state: dict, freez
         last.bias.zero_()
     for p in branch.parameters():
         p.requires_grad_(not freeze)
+
+
+def shared_search_space(trial) -> dict:
+    """The search space every sequence kind shares (each kind's `search_space` adds its encoder's):
+    head width and dropout, contrastive weight, the warm-started feature branch's learning-rate scale
+    (0 = frozen; it matters only when the run starts from an MLP), and the optimiser.
+
+    Returns {"model": {...}, "train": {...}} without the learning-rate range, which is the kind's own.
+    """
+    width = trial.suggest_categorical("head_width", [64, 128])
+    return {
+        "model": {"head_hidden": (width, width // 2),
+                  "head_dropout": trial.suggest_float("head_dropout", 0.0, 0.4),
+                  "contrastive_weight": trial.suggest_float("contrastive_weight", 0.0, 0.3),
+                  "feature_branch_lr_scale": trial.suggest_categorical("feature_branch_lr_scale", [0.0, 0.1, 1.0])},
+        "train": {"weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+                  "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512])},
+    }
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:

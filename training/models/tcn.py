@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .sequence import (pair_model, ChannelNormaliser, SequenceConfig, SequencePairModel, build_head, fit_sequence_stats,
-                       masked_max, masked_mean)
+from .sequence import (shared_search_space, pair_model, ChannelNormaliser, SequenceConfig, SequencePairModel,
+                       fit_sequence_stats, masked_max, masked_mean)
 
 __all__ = ["Config", "CausalConv1d", "TemporalBlock", "TCNEncoder", "build", "fit_stats", "search_space", "DEFAULT_TRAIN"]
 
@@ -102,17 +102,11 @@ fit_stats = fit_sequence_stats
 
 
 def search_space(trial) -> dict:
-    """Optuna search space: block widths, kernel, dropout, contrastive weight, head width, optimiser."""
+    """Optuna search space: block widths, kernel, dropout, plus the shared head / branch / optimiser space."""
     c = trial.suggest_categorical("width", [32, 64])
-    width = trial.suggest_categorical("head_width", [64, 128])
-    return {
-        "model": {"channels": (c // 2, c, c),
-                  "kernel_size": trial.suggest_categorical("kernel_size", [3, 5]),
-                  "dropout": trial.suggest_float("dropout", 0.0, 0.3),
-                  "head_hidden": (width, width // 2),
-                  "head_dropout": trial.suggest_float("head_dropout", 0.0, 0.4),
-                  "contrastive_weight": trial.suggest_float("contrastive_weight", 0.0, 0.3)},
-        "train": {"lr": trial.suggest_float("lr", 3e-4, 5e-3, log=True),
-                  "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-                  "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512])},
-    }
+    space = shared_search_space(trial)
+    space["model"].update({"channels": (c // 2, c, c),
+                           "kernel_size": trial.suggest_categorical("kernel_size", [3, 5]),
+                           "dropout": trial.suggest_float("dropout", 0.0, 0.3)})
+    space["train"]["lr"] = trial.suggest_float("lr", 3e-4, 5e-3, log=True)
+    return space

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .sequence import (pair_model, ChannelNormaliser, SequenceConfig, SequencePairModel, build_head, fit_sequence_stats,
-                       masked_mean, sinusoidal_positions)
+from .sequence import (shared_search_space, pair_model, ChannelNormaliser, SequenceConfig, SequencePairModel,
+                       fit_sequence_stats, masked_mean, sinusoidal_positions)
 
 __all__ = ["Config", "AttentionBlock", "TransformerEncoder", "build", "fit_stats", "search_space", "DEFAULT_TRAIN"]
 
@@ -102,16 +102,10 @@ fit_stats = fit_sequence_stats
 
 
 def search_space(trial) -> dict:
-    """Optuna search space: depth, feed-forward width, dropout, contrastive weight, head width, optimiser."""
-    width = trial.suggest_categorical("head_width", [64, 128])
-    return {
-        "model": {"layers": trial.suggest_int("layers", 1, 3),
-                  "feedforward": trial.suggest_categorical("feedforward", [128, 256]),
-                  "dropout": trial.suggest_float("dropout", 0.0, 0.3),
-                  "head_hidden": (width, width // 2),
-                  "head_dropout": trial.suggest_float("head_dropout", 0.0, 0.4),
-                  "contrastive_weight": trial.suggest_float("contrastive_weight", 0.0, 0.3)},
-        "train": {"lr": trial.suggest_float("lr", 2e-4, 3e-3, log=True),
-                  "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-                  "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512])},
-    }
+    """Optuna search space: depth, feed-forward width, dropout, plus the shared head / branch / optimiser space."""
+    space = shared_search_space(trial)
+    space["model"].update({"layers": trial.suggest_int("layers", 1, 3),
+                           "feedforward": trial.suggest_categorical("feedforward", [128, 256]),
+                           "dropout": trial.suggest_float("dropout", 0.0, 0.3)})
+    space["train"]["lr"] = trial.suggest_float("lr", 2e-4, 3e-3, log=True)
+    return space
