@@ -152,3 +152,38 @@ def test_two_processes_share_one_sqlite_study(tmp_path, tiny):
         metrics = json.loads(open(os.path.join(t.user_attrs["run_dir"], "metrics.json")).read())
         assert t.value == pytest.approx(metrics["splits"]["val"]["average_precision"])
         assert len(metrics["model_config"]["features"]) == {"all-47": 47, "consensus-10": 10}[t.params["features"]]
+
+
+# ------------------------------------------------------------------ tuned vs default (benchmarks/tuning.py)
+def test_weighted_average_precision_is_sklearns_with_repeated_rows():
+    from sklearn.metrics import average_precision_score
+
+    from benchmarks.tuning import weighted_average_precision
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(400) < 0.1).astype(float)
+    s = np.round(rng.normal(size=400) + 2 * y, 1)                # rounded: plenty of tied scores
+    order = np.argsort(-s, kind="stable")
+    ones = np.ones_like(y)
+    assert weighted_average_precision(order, s[order], y[order], ones) == pytest.approx(
+        average_precision_score(y, s), abs=1e-12)
+    w = rng.integers(0, 3, 400).astype(float)                    # a bootstrap draw: rows counted w times
+    rows = np.repeat(np.arange(400), w.astype(int))
+    assert weighted_average_precision(order, s[order], y[order], w) == pytest.approx(
+        average_precision_score(y[rows], s[rows]), abs=1e-12)
+
+
+def test_paired_ap_difference_separates_a_real_gain_from_none():
+    from benchmarks.tuning import paired_ap_difference
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    clusters = rng.integers(0, 600, n)
+    y = (rng.random(n) < 0.05).astype(float)
+    base = rng.normal(size=n) + 1.5 * y
+    same = paired_ap_difference(y, clusters, base, base.copy(), resamples=200)
+    assert same["delta_ap"] == 0 and same["ci95"] == [0.0, 0.0]
+    better = paired_ap_difference(y, clusters, base, base + 1.5 * y, resamples=200)
+    assert better["delta_ap"] > 0 and better["ci95"][0] > 0 and better["share_positive"] == 1.0
+    noise = paired_ap_difference(y, clusters, base, base + rng.normal(scale=0.05, size=n), resamples=200)
+    assert noise["ci95"][0] < 0 < noise["ci95"][1]
