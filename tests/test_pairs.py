@@ -100,3 +100,40 @@ def test_npz_loader_on_a_small_synthetic_file(tmp_path):
     np.savez(path, X=X, y=np.arange(19) % 2, feature_names=np.array(FEATURE_NAMES))
     with pytest.raises(ValueError, match="inconsistent shapes"):
         load_feature_npz(str(path))
+
+
+def _synthetic_pairs(n_pos=20, n_neg=400, seed=0):
+    from training.pairs import ScenarioPairs
+
+    rng = np.random.default_rng(seed)
+    n = n_pos + n_neg
+    label = np.r_[np.ones(n_pos, np.int64), np.zeros(n_neg, np.int64)]
+    return ScenarioPairs(["i/1"], [], [], np.arange(n), np.arange(n) + 1, label, rng.random(n),
+                         rng.normal(size=(n, 47)), rng.random(n) * 10, np.zeros(n, np.int64))
+
+
+def test_subsample_keeps_the_hardest_negatives_by_the_given_score():
+    from training.train import subsample_negatives
+
+    sp = _synthetic_pairs()
+    neg = np.flatnonzero(sp.label == 0)
+    hardness = np.random.default_rng(1).permutation(len(sp)).astype(float)  # unrelated to the Bhattacharyya cost
+    for score in (None, hardness):
+        kept = subsample_negatives(sp, 4.0, seed=0, hard_fraction=0.5, hardness=score)
+        assert (kept.label == 1).sum() == 20 and (kept.label == 0).sum() == 80
+        ranking = sp.bhat if score is None else score
+        hardest = set(neg[np.argsort(ranking[neg], kind="stable")[:40]])
+        assert hardest <= set(kept.a[kept.label == 0])       # every one of the 40 hardest is kept
+    with pytest.raises(ValueError, match="hardness has shape"):
+        subsample_negatives(sp, 4.0, seed=0, hardness=np.zeros(3))
+
+
+def test_warm_start_hard_negatives_need_the_warm_start_run(tmp_path):
+    from training.pairs import DatasetSpec
+    from training.train import train_run
+
+    with pytest.raises(ValueError, match="hard_negatives must be one of"):
+        train_run("tcn", str(tmp_path / "a"), DatasetSpec(), hard_negatives="random")
+    with pytest.raises(ValueError, match="give init_features_from"):
+        train_run("tcn", str(tmp_path / "b"), DatasetSpec(), hard_negatives="warm-start")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -455,6 +455,24 @@ def test_warm_start_fine_tunes_the_branch_at_its_scaled_learning_rate(toy, tmp_p
     assert not {id(p) for p in groups[0]["params"]} & {id(p) for p in frozen_model.head.feature_branch.parameters()}
 
 
+def test_warm_start_hardness_is_minus_the_mlps_logit():
+    from training.pairs import ScenarioPairs
+    from training.train import _warm_hardness
+
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(50, 47)) * 3 + 1
+    stats = {"feature_mean": features.mean(0).tolist(), "feature_scale": features.std(0).tolist()}
+    mlp = model_module("mlp")
+    torch.manual_seed(1)
+    model = mlp.build(mlp.Config(hidden=(16, 8)), stats).eval()
+    sp = ScenarioPairs(["i/1"], [], [], np.arange(50), np.arange(50), np.zeros(50, np.int64), np.zeros(50),
+                       features, np.zeros(50), np.zeros(50, np.int64))
+    hardness = _warm_hardness({"hidden": (16, 8), "state": model.state_dict()}, sp)
+    with torch.no_grad():
+        expected = -model(torch.as_tensor(features, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(hardness, expected, rtol=0, atol=1e-6)
+
+
 def test_warm_start_refuses_weights_of_another_shape(toy):
     from training.models.sequence import warm_start_feature_branch
 

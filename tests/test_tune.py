@@ -1,5 +1,6 @@
 """Tuning: search spaces sample valid configurations, a study runs, prunes and resumes from its storage,
 and two processes share one SQLite study without colliding."""
+import functools
 import json
 import os
 import subprocess
@@ -41,18 +42,28 @@ def quiet(line):
 
 
 # ------------------------------------------------------------------------------------- search spaces
-@pytest.mark.parametrize("kind", present_kinds())
-def test_search_space_samples_valid_configs(kind):
+@pytest.mark.parametrize("kind,warm", [(k, False) for k in present_kinds()]
+                         + [(k, True) for k in present_kinds() if k not in ("lr", "mlp")])
+def test_search_space_samples_valid_configs(kind, warm):
+    import inspect
+
     from training.loop import TrainConfig
+    from training.train import HARD_NEGATIVES, train_run
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
-    space = search_space_of(kind)
+    space = functools.partial(search_space_of(kind), warm_start=True) if warm else search_space_of(kind)
     configs = []
     for _ in range(12):
         trial = study.ask()
         sampled = space(trial)
         configs.append(sampled)
-        assert set(sampled) == {"model", "train"}
+        if warm:   # the warm-start choices: the branch's learning-rate scale and the hard negatives
+            assert set(sampled) == {"model", "train", "pairs"}
+            assert sampled["model"]["feature_branch_lr_scale"] >= 0
+            assert sampled["pairs"]["hard_negatives"] in HARD_NEGATIVES
+            assert set(sampled["pairs"]) <= set(inspect.signature(train_run).parameters)
+        else:
+            assert set(sampled) == {"model", "train"}
         json.dumps(sampled, default=list)                       # stored in run folders as JSON
         if kind == "lr":
             from training.lr import feature_columns

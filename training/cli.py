@@ -95,6 +95,11 @@ def torch_options(f):
 
 
 def sequence_options(f):
+    f = click.option(
+        "--hard-negatives", type=click.Choice(["bhattacharyya", "warm-start"]), default="bhattacharyya",
+        show_default=True,
+        help="Which training negatives count as hard when --max-neg-per-pos subsamples them (half of those kept): "
+             "the lowest Bhattacharyya cost, or the highest score of the --init-features-from MLP.")(f)
     return click.option(
         "--init-features-from", "init_features_from", type=click.Path(file_okay=False, exists=True), default=None,
         help="A trained MLP run folder (same data splits): its network becomes a feature branch of the pair head "
@@ -113,6 +118,8 @@ def _torch_train(kind: str, kw: dict) -> None:
         raise click.BadParameter(f"--model-config is not valid JSON: {exc}") from None
     max_neg = kw["max_neg_per_pos"] if kw["max_neg_per_pos"] is not None else DEFAULT_MAX_NEG.get(kind)
     extra = {"init_features_from": kw["init_features_from"]} if kw.get("init_features_from") else {}
+    if kw.get("hard_negatives"):
+        extra["hard_negatives"] = kw["hard_negatives"]
     _run(kind, kw["out"], kw, model_overrides=model_overrides, train_overrides=overrides, max_neg_per_pos=max_neg,
          **extra)
 

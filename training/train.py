@@ -9,6 +9,7 @@ and PNG curves.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -41,14 +42,18 @@ def load_splits(spec: DatasetSpec, data_dir: str, progress: bool = True) -> dict
     return {name: sp.select(sp.trainable) for name, sp in splits.items()}
 
 
+HARD_NEGATIVES = ("bhattacharyya", "warm-start")
+
+
 def subsample_negatives(sp: ScenarioPairs, max_neg_per_pos: float | None, seed: int,
-                        hard_fraction: float = 0.5) -> ScenarioPairs:
+                        hard_fraction: float = 0.5, hardness: np.ndarray | None = None) -> ScenarioPairs:
     """Keep every positive and at most `max_neg_per_pos` negatives per positive (training split only).
 
-    Half of the kept negatives (`hard_fraction`) are the hardest ones by the Bhattacharyya cost (the
-    lowest-cost negatives, the ones the stitcher could confuse with a true link), the rest a seeded random
-    draw from the remainder, so the model sees both the confusable pairs and the ordinary ones. Class-weighted
-    BCE restores the balance; validation, calibration and test keep the natural ratio.
+    Half of the kept negatives (`hard_fraction`) are the hardest ones, the rest a seeded random draw from
+    the remainder, so the model sees both the confusable pairs and the ordinary ones. Hardest means the
+    lowest `hardness` (one value per pair of `sp`); by default the Bhattacharyya cost (the lowest-cost
+    negatives, the ones the stitcher could confuse with a true link). Class-weighted BCE restores the
+    balance; validation, calibration and test keep the natural ratio.
     """
     if not max_neg_per_pos:
         return sp
@@ -57,8 +62,11 @@ def subsample_negatives(sp: ScenarioPairs, max_neg_per_pos: float | None, seed: 
     keep_neg = int(min(neg.size, max_neg_per_pos * pos.size))
     if keep_neg >= neg.size:
         return sp
+    hardness = sp.bhat if hardness is None else np.asarray(hardness)
+    if hardness.shape != (len(sp),):
+        raise ValueError(f"hardness has shape {hardness.shape}, expected ({len(sp)},)")
     n_hard = int(round(hard_fraction * keep_neg))
-    hard = neg[np.argsort(sp.bhat[neg], kind="stable")[:n_hard]]
+    hard = neg[np.argsort(hardness[neg], kind="stable")[:n_hard]]
     rest = np.setdiff1d(neg, hard, assume_unique=True)
     chosen = np.random.default_rng(seed).choice(rest, size=keep_neg - n_hard, replace=False)
     mask = np.zeros(len(sp), dtype=bool)
@@ -119,13 +127,18 @@ def train_run(kind: str, run_dir: str, spec: DatasetSpec | None = None, data_dir
               model_overrides: Mapping | None = None, train_overrides: Mapping | None = None,
               max_neg_per_pos: float | None = None, features: list[str] | None = None, seed: int = 0,
               progress: bool = True, epoch_callback: Callable | None = None,
-              splits: dict[str, ScenarioPairs] | None = None, init_features_from: str | None = None) -> dict:
+              splits: dict[str, ScenarioPairs] | None = None, init_features_from: str | None = None,
+              hard_negatives: str = "bhattacharyya") -> dict:
     """Train one model of `kind` ("lr", "mlp", "siamese", "tcn", "transformer") and write its run folder.
 
     `init_features_from` (sequence kinds only): a trained MLP run folder; its network becomes a feature
     branch of the pair head and the head's own output starts at zero, so training begins at that MLP's
     predictions and fits the encoder's contribution as a residual (`warm_start_feature_branch`). The branch
     stays frozen unless the model config's `feature_branch_lr_scale` is > 0 (then it is fine-tuned too).
+
+    `hard_negatives` picks which training negatives count as hard when `max_neg_per_pos` subsamples them
+    (`subsample_negatives`): "bhattacharyya" (lowest Bhattacharyya cost, the default) or "warm-start" (the
+    highest logit of the `init_features_from` MLP: the pairs the encoder's residual has to correct).
     The MLP must have been trained on the same training split (checked against its dataset.json).
 
     Returns the metrics dict written to `run_dir/metrics.json`.
@@ -134,6 +147,10 @@ def train_run(kind: str, run_dir: str, spec: DatasetSpec | None = None, data_dir
 
     if init_features_from is not None and kind not in SEQUENCE_KINDS:
         raise ValueError(f"init_features_from applies to the sequence models, not {kind!r}")
+    if hard_negatives not in HARD_NEGATIVES:
+        raise ValueError(f"hard_negatives must be one of {', '.join(HARD_NEGATIVES)}, got {hard_negatives!r}")
+    if hard_negatives == "warm-start" and init_features_from is None:
+        raise ValueError("hard_negatives 'warm-start' ranks negatives by the warm-start MLP: give init_features_from")
     spec = spec or DatasetSpec()
     os.makedirs(run_dir, exist_ok=True)
     t0 = time.perf_counter()
@@ -144,7 +161,9 @@ def train_run(kind: str, run_dir: str, spec: DatasetSpec | None = None, data_dir
             raise ValueError(f"{name} split has {len(splits[name])} pairs and needs both classes")
     _write_json(os.path.join(run_dir, "dataset.json"), {**spec.describe(), "data_dir": os.path.abspath(data_dir),
                                                         "splits": {k: v.summary() for k, v in splits.items()}})
-    train_sp = subsample_negatives(splits["train"], max_neg_per_pos, seed)
+    warm = _mlp_warm_start(init_features_from, spec) if init_features_from else None
+    hardness = _warm_hardness(warm, splits["train"]) if hard_negatives == "warm-start" and max_neg_per_pos else None
+    train_sp = subsample_negatives(splits["train"], max_neg_per_pos, seed, hardness=hardness)
     if progress:
         s = splits["train"].summary()
         print(f"[{kind}] train {len(train_sp)} pairs ({s['positives']} positive, natural ratio "
@@ -153,10 +172,10 @@ def train_run(kind: str, run_dir: str, spec: DatasetSpec | None = None, data_dir
     if kind == "lr":
         metrics = _train_lr(run_dir, spec, splits, train_sp, features, model_overrides or {}, seed)
     else:
-        warm = _mlp_warm_start(init_features_from, spec) if init_features_from else None
         metrics = _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides or {}, train_overrides or {},
                                seed, progress, epoch_callback, warm)
     metrics["max_neg_per_pos"] = max_neg_per_pos
+    metrics["hard_negatives"] = hard_negatives
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     _write_json(os.path.join(run_dir, "metrics.json"), metrics)
     return metrics
@@ -219,6 +238,23 @@ def _mlp_warm_start(run_dir: str, spec: DatasetSpec) -> dict:
     return {"run": os.path.abspath(run_dir), "hidden": tuple(config["hidden"]), "state": load_state(best)}
 
 
+def _warm_hardness(warm: dict, sp: ScenarioPairs) -> np.ndarray:
+    """Minus the warm-start MLP's logit on every pair of `sp`: the lowest are the negatives it finds most
+    link-like. The MLP saw this training split, so these are in-sample scores: they rank, they do not judge."""
+    import torch
+
+    from .models import model_module
+
+    mlp = model_module("mlp")
+    model = mlp.build(mlp.Config(hidden=warm["hidden"]), {"feature_mean": [0.0] * sp.features.shape[1],
+                                                         "feature_scale": [1.0] * sp.features.shape[1]})
+    model.load_state_dict(warm["state"])  # the scaler statistics are buffers of the state dict
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.as_tensor(sp.features, dtype=torch.float32)).numpy().astype(np.float64)
+    return -logits
+
+
 def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_overrides, seed, progress,
                  epoch_callback, warm: dict | None = None) -> dict:
     import torch
@@ -245,8 +281,11 @@ def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_o
     cfg = TrainConfig(**{**module.DEFAULT_TRAIN, "seed": seed, **train_overrides})
     _write_json(os.path.join(run_dir, "model_config.json"), {"kind": kind, **asdict(config)})
     _write_json(os.path.join(run_dir, "stats.json"), stats)
+    # which training pairs (not only how many): a resume must not continue on another negative subsample
+    chosen = hashlib.sha1(np.concatenate([train_sp.source, train_sp.a, train_sp.b]).astype(np.int64).tobytes())
     fingerprint = json.dumps({"kind": kind, "model": asdict(config), "data": spec.describe(), "n_train": len(train_sp),
-                              "warm_start": warm["run"] if warm else None}, sort_keys=True, default=str)
+                              "train_pairs": chosen.hexdigest(), "warm_start": warm["run"] if warm else None},
+                             sort_keys=True, default=str)
     result = train_model(model, train_data, val_data, cfg, run_dir, progress=progress, epoch_callback=epoch_callback,
                          fingerprint=fingerprint)
     evals, curves = {}, {}

@@ -54,7 +54,11 @@ class StudyMismatch(ValueError):
 
 
 def search_space_of(kind: str) -> Callable[[Any], dict]:
-    """`search_space(trial) -> {"model": {...}, "train": {...}}` for model `kind`."""
+    """`search_space(trial) -> {"model": {...}, "train": {...}}` for model `kind`.
+
+    The sequence kinds' spaces take `warm_start=True` when the trials start from an MLP run; they then
+    also return {"pairs": {...}}, keyword arguments of `train_run` (which negatives count as hard).
+    """
     if kind == "lr":
         from .models.lr_space import search_space
 
@@ -238,8 +242,10 @@ class TrialObjective:
         from .loop import TrainingStopped
         from .train import train_run
 
-        space = self.space(trial)
+        # sequence kinds started from an MLP also search the branch's learning rate and the hard negatives
+        space = self.space(trial, warm_start=True) if self.init_features_from else self.space(trial)
         model_overrides = dict(space.get("model", {}))
+        pair_options = dict(space.get("pairs", {}))
         train_overrides = {**space.get("train", {}), **self.train_overrides}
         features = model_overrides.pop("features", None) if self.kind == "lr" else None
         run_dir = _trial_dir(self.runs_dir, self.study_name, trial.number)
@@ -262,7 +268,7 @@ class TrialObjective:
                             train_overrides=train_overrides, max_neg_per_pos=self.max_neg_per_pos,
                             features=features, seed=self.seed, progress=self.progress,
                             epoch_callback=report if self.kind != "lr" else None, splits=self.splits,
-                            init_features_from=self.init_features_from)
+                            init_features_from=self.init_features_from, **pair_options)
         val = metrics["splits"]["val"]
         trial.set_user_attr("val_average_precision", val["average_precision"])
         trial.set_user_attr("val_roc_auc", val["roc_auc"])

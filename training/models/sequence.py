@@ -300,22 +300,29 @@ def warm_start_feature_branch(model: "SequencePairModel", mlp_state: dict, freez
         p.requires_grad_(not freeze)
 
 
-def shared_search_space(trial) -> dict:
-    """The search space every sequence kind shares (each kind's `search_space` adds its encoder's):
-    head width and dropout, contrastive weight, the warm-started feature branch's learning-rate scale
-    (0 = frozen; it matters only when the run starts from an MLP), and the optimiser.
+def shared_search_space(trial, warm_start: bool = False) -> dict:
+    """The search space every sequence kind shares (each kind's `search_space` adds its encoder's): head
+    width and dropout, contrastive weight and the optimiser. With `warm_start` (the trials start from an
+    MLP run) also the feature branch's learning-rate scale (0 = frozen) and which training negatives
+    count as hard ("pairs": `train_run`'s `hard_negatives`).
 
-    Returns {"model": {...}, "train": {...}} without the learning-rate range, which is the kind's own.
+    Returns {"model": {...}, "train": {...}[, "pairs": {...}]} without the learning-rate range, which is
+    the kind's own.
     """
     width = trial.suggest_categorical("head_width", [64, 128])
-    return {
+    space = {
         "model": {"head_hidden": (width, width // 2),
                   "head_dropout": trial.suggest_float("head_dropout", 0.0, 0.4),
-                  "contrastive_weight": trial.suggest_float("contrastive_weight", 0.0, 0.3),
-                  "feature_branch_lr_scale": trial.suggest_categorical("feature_branch_lr_scale", [0.0, 0.1, 1.0])},
+                  "contrastive_weight": trial.suggest_float("contrastive_weight", 0.0, 0.3)},
         "train": {"weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
                   "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512])},
     }
+    if warm_start:
+        space["model"]["feature_branch_lr_scale"] = trial.suggest_categorical("feature_branch_lr_scale",
+                                                                              [0.0, 0.1, 1.0])
+        space["pairs"] = {"hard_negatives": trial.suggest_categorical("hard_negatives",
+                                                                      ["bhattacharyya", "warm-start"])}
+    return space
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:

@@ -72,9 +72,10 @@ def build(config: Config, stats: dict) -> SequencePairModel:
 fit_stats = fit_sequence_stats
 
 
-def search_space(trial) -> dict:
-    """Optuna search space: encoder width, dropout, plus the shared head / branch / optimiser space."""
-    space = shared_search_space(trial)
+def search_space(trial, warm_start: bool = False) -> dict:
+    """Optuna search space: encoder width, dropout, plus the shared head / optimiser
+    space (and, with `warm_start`, feature-branch and hard-negative choices; see `shared_search_space`)."""
+    space = shared_search_space(trial, warm_start)
     space["model"].update({"hidden": trial.suggest_categorical("hidden", [64, 96, 128]),
                            "dropout": trial.suggest_float("dropout", 0.0, 0.3)})
     space["train"]["lr"] = trial.suggest_float("lr", 3e-4, 5e-3, log=True)

@@ -101,10 +101,11 @@ def build(config: Config, stats: dict) -> SequencePairModel:
 fit_stats = fit_sequence_stats
 
 
-def search_space(trial) -> dict:
-    """Optuna search space: block widths, kernel, dropout, plus the shared head / branch / optimiser space."""
+def search_space(trial, warm_start: bool = False) -> dict:
+    """Optuna search space: block widths, kernel, dropout, plus the shared head / optimiser
+    space (and, with `warm_start`, feature-branch and hard-negative choices; see `shared_search_space`)."""
     c = trial.suggest_categorical("width", [32, 64])
-    space = shared_search_space(trial)
+    space = shared_search_space(trial, warm_start)
     space["model"].update({"channels": (c // 2, c, c),
                            "kernel_size": trial.suggest_categorical("kernel_size", [3, 5]),
                            "dropout": trial.suggest_float("dropout", 0.0, 0.3)})

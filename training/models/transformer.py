@@ -101,9 +101,10 @@ def build(config: Config, stats: dict) -> SequencePairModel:
 fit_stats = fit_sequence_stats
 
 
-def search_space(trial) -> dict:
-    """Optuna search space: depth, feed-forward width, dropout, plus the shared head / branch / optimiser space."""
-    space = shared_search_space(trial)
+def search_space(trial, warm_start: bool = False) -> dict:
+    """Optuna search space: depth, feed-forward width, dropout, plus the shared head / optimiser
+    space (and, with `warm_start`, feature-branch and hard-negative choices; see `shared_search_space`)."""
+    space = shared_search_space(trial, warm_start)
     space["model"].update({"layers": trial.suggest_int("layers", 1, 3),
                            "feedforward": trial.suggest_categorical("feedforward", [128, 256]),
                            "dropout": trial.suggest_float("dropout", 0.0, 0.3)})
