@@ -154,6 +154,27 @@ def tag_of(path):
     return json.loads((path / "manifest.json").read_text())["tag"]
 
 
+def test_compare_shows_the_pair_sampling_and_warm_start(tmp_path):
+    from training.runs import compare_table, load_run
+
+    history = history_of([0.9, 0.8], [0.8, 0.7], [0.7, 0.8])
+    runs = []
+    for name, hard in (("old", None), ("new", "warm-start")):
+        path = write_run(tmp_path / name, kind="tcn", history=history, best_epoch=1)
+        metrics = json.loads((path / "metrics.json").read_text())
+        metrics.update({"max_neg_per_pos": 4.0,
+                        "warm_start": {"feature_branch_from": "/x/runs/tune/mlp-tpr/trial_2", "frozen": True}})
+        if hard:                      # runs from before the option carry no key: they used the Bhattacharyya cost
+            metrics["hard_negatives"] = hard
+        (path / "metrics.json").write_text(json.dumps(metrics))
+        runs.append(load_run(str(path)))
+    table = compare_table(runs)
+    row = next(line for line in table.splitlines() if "data.hard_negatives" in line)
+    assert row.startswith("* ") and "bhattacharyya" in row and "warm-start" in row
+    row = next(line for line in table.splitlines() if "data.warm_start" in line)
+    assert row.startswith("  ") and row.count("mlp-tpr/trial_2") == 2
+
+
 def test_promote_swaps_in_and_keeps_one_prev(tmp_path):
     run = write_run(tmp_path / "run")
     dest = tmp_path / "artifacts" / "mlp"
