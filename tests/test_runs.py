@@ -154,6 +154,31 @@ def tag_of(path):
     return json.loads((path / "manifest.json").read_text())["tag"]
 
 
+def test_mlp_fine_tuning_starts_from_the_run_it_names(tmp_path, tiny_runs):
+    import numpy as np
+
+    from training.pairs import DatasetSpec
+    from training.train import load_trained, train_run
+
+    base = str(tiny_runs[0])
+    data = json.loads((tiny_runs[0] / "dataset.json").read_text())["data_dir"]
+    # a zero learning rate leaves the starting point untouched: same architecture, weights and statistics
+    metrics = train_run("mlp", str(tmp_path / "ft"), DatasetSpec(**TINY), data, init_features_from=base,
+                        train_overrides={"epochs": 1, "lr": 0.0}, max_neg_per_pos=2.0, hard_negatives="warm-start",
+                        progress=False)
+    assert metrics["warm_start"] == {"fine_tuned_from": os.path.abspath(base)}
+    assert metrics["hard_negatives"] == "warm-start"
+    original = json.loads((tiny_runs[0] / "metrics.json").read_text())
+    assert metrics["splits"]["test"]["average_precision"] == pytest.approx(
+        original["splits"]["test"]["average_precision"], abs=1e-12)
+    _, tuned, _ = load_trained(str(tmp_path / "ft"))
+    _, start, _ = load_trained(base)
+    for (name, a), (_, b) in zip(tuned.state_dict().items(), start.state_dict().items()):
+        assert np.array_equal(a.numpy(), b.numpy()), name
+    stats = json.loads((tmp_path / "ft" / "stats.json").read_text())    # what export folds into the graph
+    assert np.allclose(stats["feature_mean"], start.scaler.mean.numpy())
+
+
 def test_compare_shows_the_pair_sampling_and_warm_start(tmp_path):
     from training.runs import compare_table, load_run
 

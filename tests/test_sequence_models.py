@@ -516,5 +516,8 @@ def test_warm_start_refuses_an_mlp_trained_on_other_splits(tmp_path):
     (run / "model_config.json").write_text(json.dumps({"kind": "tcn"}))
     with pytest.raises(ValueError, match="'tcn' run"):
         _mlp_warm_start(str(run), spec)
-    with pytest.raises(ValueError, match="sequence models"):
+    with pytest.raises(ValueError, match="MLP and the sequence models"):
+        train_run("lr", str(tmp_path / "x"), spec, init_features_from=str(run))
+    with pytest.raises(ValueError, match="'tcn' run"):   # an MLP fine-tunes only an MLP run
         train_run("mlp", str(tmp_path / "x"), spec, init_features_from=str(run))
+    assert not (tmp_path / "x").exists()

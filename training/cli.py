@@ -160,6 +160,12 @@ def train_lr(out, feature_list, features_npz, holdout_scenario, C, **kw):
 @click.command("train-mlp")
 @data_options
 @torch_options
+@click.option("--init-from", "init_features_from", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Fine-tune a trained MLP run (same data splits): start from its weights and statistics.")
+@click.option("--hard-negatives", type=click.Choice(["bhattacharyya", "warm-start"]), default="bhattacharyya",
+              show_default=True,
+              help="Which training negatives count as hard when --max-neg-per-pos subsamples them: the lowest "
+                   "Bhattacharyya cost, or the highest score of the --init-from MLP.")
 def train_mlp(**kw):
     """Train the MLP on the standardised v2 engineered features (class-weighted BCE, early stopping)."""
     _torch_train("mlp", kw)

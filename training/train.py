@@ -135,6 +135,7 @@ def train_run(kind: str, run_dir: str, spec: DatasetSpec | None = None, data_dir
     branch of the pair head and the head's own output starts at zero, so training begins at that MLP's
     predictions and fits the encoder's contribution as a residual (`warm_start_feature_branch`). The branch
     stays frozen unless the model config's `feature_branch_lr_scale` is > 0 (then it is fine-tuned too).
+    For kind "mlp" the run starts from that MLP's weights and statistics and fine-tunes all of it.
 
     `hard_negatives` picks which training negatives count as hard when `max_neg_per_pos` subsamples them
     (`subsample_negatives`): "bhattacharyya" (lowest Bhattacharyya cost, the default) or "warm-start" (the
@@ -145,13 +146,14 @@ def train_run(kind: str, run_dir: str, spec: DatasetSpec | None = None, data_dir
     """
     from .models import SEQUENCE_KINDS
 
-    if init_features_from is not None and kind not in SEQUENCE_KINDS:
-        raise ValueError(f"init_features_from applies to the sequence models, not {kind!r}")
+    if init_features_from is not None and kind not in SEQUENCE_KINDS + ("mlp",):
+        raise ValueError(f"init_features_from applies to the MLP and the sequence models, not {kind!r}")
     if hard_negatives not in HARD_NEGATIVES:
         raise ValueError(f"hard_negatives must be one of {', '.join(HARD_NEGATIVES)}, got {hard_negatives!r}")
     if hard_negatives == "warm-start" and init_features_from is None:
         raise ValueError("hard_negatives 'warm-start' ranks negatives by the warm-start MLP: give init_features_from")
     spec = spec or DatasetSpec()
+    warm = _mlp_warm_start(init_features_from, spec) if init_features_from else None  # refused before any work
     os.makedirs(run_dir, exist_ok=True)
     t0 = time.perf_counter()
     if splits is None:
@@ -161,7 +163,6 @@ def train_run(kind: str, run_dir: str, spec: DatasetSpec | None = None, data_dir
             raise ValueError(f"{name} split has {len(splits[name])} pairs and needs both classes")
     _write_json(os.path.join(run_dir, "dataset.json"), {**spec.describe(), "data_dir": os.path.abspath(data_dir),
                                                         "splits": {k: v.summary() for k, v in splits.items()}})
-    warm = _mlp_warm_start(init_features_from, spec) if init_features_from else None
     hardness = _warm_hardness(warm, splits["train"]) if hard_negatives == "warm-start" and max_neg_per_pos else None
     train_sp = subsample_negatives(splits["train"], max_neg_per_pos, seed, hardness=hardness)
     if progress:
@@ -266,15 +267,22 @@ def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_o
     module = model_module(kind)
     torch.manual_seed(seed)
     config = module.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in model_overrides.items()})
-    if warm is not None:
+    if warm is not None and kind != "mlp":
         # No dropout in the branch: training sees exactly the MLP's logit underneath (frozen or fine-tuned).
         config = replace(config, feature_branch=warm["hidden"], feature_branch_dropout=0.0)
     window = getattr(config, "window_length", 64)
     train_data = model_inputs(kind, train_sp, window)
     val_data = model_inputs(kind, splits["val"], window)
     stats = module.fit_stats(train_data)
+    if warm is not None and kind == "mlp":
+        # fine-tune the MLP itself: its architecture, weights and the scaler statistics it was trained with
+        config = replace(config, hidden=warm["hidden"])
+        stats = {**stats, "feature_mean": warm["state"]["scaler.mean"].tolist(),
+                 "feature_scale": warm["state"]["scaler.scale"].tolist()}
     model = module.build(config, stats)
-    if warm is not None:
+    if warm is not None and kind == "mlp":
+        model.load_state_dict(warm["state"])
+    elif warm is not None:
         from .models.sequence import warm_start_feature_branch
 
         warm_start_feature_branch(model, warm["state"])  # frozen unless feature_branch_lr_scale > 0
@@ -300,9 +308,17 @@ def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_o
     return _top_level(kind, evals, splits, spec, seed, spec.schema, {
         "model_config": asdict(config), "train_config": asdict(cfg),
         "training": {k: result[k] for k in ("best_epoch", "epochs_run", "stopped")},
-        "warm_start": {"feature_branch_from": warm["run"], "frozen": config.feature_branch_lr_scale <= 0,
-                       "feature_branch_lr_scale": config.feature_branch_lr_scale} if warm else None,
+        "warm_start": _warm_summary(kind, config, warm),
     })
+
+
+def _warm_summary(kind: str, config, warm: dict | None) -> dict | None:
+    if warm is None:
+        return None
+    if kind == "mlp":
+        return {"fine_tuned_from": warm["run"]}
+    return {"feature_branch_from": warm["run"], "frozen": config.feature_branch_lr_scale <= 0,
+            "feature_branch_lr_scale": config.feature_branch_lr_scale}
 
 
 def load_trained(run_dir: str):
