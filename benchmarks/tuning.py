@@ -111,7 +111,7 @@ def main(runs, out_dir, baseline_run):
     splits = load_splits(spec, data_dir, progress=False)
     rows = []
     inputs = {"val": {}, "test": {}}  # model inputs per split, shared by every run (split_logits)
-    baseline: dict[str, np.ndarray] = {}  # test logits of the first run of each kind
+    baseline: dict[str, np.ndarray] = {}  # test logits of each kind's first run (or of --baseline, as "all")
     test = splits["test"]
     for run in runs:
         with open(os.path.join(run, "model_config.json"), encoding="utf-8") as fh:

@@ -48,7 +48,8 @@ def test_search_space_samples_valid_configs(kind, warm):
     import inspect
 
     from training.loop import TrainConfig
-    from training.train import HARD_NEGATIVES, train_run
+    from training.pairs import HARD_NEGATIVES
+    from training.train import train_run
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     space = functools.partial(search_space_of(kind), warm_start=True) if warm else search_space_of(kind)

@@ -8,7 +8,7 @@ import sys
 import click
 import numpy as np
 
-from .pairs import DEFAULT_TIME_WIN, DatasetSpec
+from .pairs import DEFAULT_TIME_WIN, HARD_NEGATIVES, DatasetSpec
 
 __all__ = ["train_lr", "train_mlp", "train_siamese", "train_tcn", "train_transformer"]
 
@@ -94,12 +94,15 @@ def torch_options(f):
     return f
 
 
-def sequence_options(f):
-    f = click.option(
-        "--hard-negatives", type=click.Choice(["bhattacharyya", "warm-start"]), default="bhattacharyya",
-        show_default=True,
+def hard_negatives_option(start_flag: str):
+    return click.option(
+        "--hard-negatives", type=click.Choice(HARD_NEGATIVES), default=HARD_NEGATIVES[0], show_default=True,
         help="Which training negatives count as hard when --max-neg-per-pos subsamples them (half of those kept): "
-             "the lowest Bhattacharyya cost, or the highest score of the --init-features-from MLP.")(f)
+             f"the lowest Bhattacharyya cost, or the highest score of the {start_flag} MLP.")
+
+
+def sequence_options(f):
+    f = hard_negatives_option("--init-features-from")(f)
     return click.option(
         "--init-features-from", "init_features_from", type=click.Path(file_okay=False, exists=True), default=None,
         help="A trained MLP run folder (same data splits): its network becomes a feature branch of the pair head "
@@ -162,10 +165,7 @@ def train_lr(out, feature_list, features_npz, holdout_scenario, C, **kw):
 @torch_options
 @click.option("--init-from", "init_features_from", type=click.Path(file_okay=False, exists=True), default=None,
               help="Fine-tune a trained MLP run (same data splits): start from its weights and statistics.")
-@click.option("--hard-negatives", type=click.Choice(["bhattacharyya", "warm-start"]), default="bhattacharyya",
-              show_default=True,
-              help="Which training negatives count as hard when --max-neg-per-pos subsamples them: the lowest "
-                   "Bhattacharyya cost, or the highest score of the --init-from MLP.")
+@hard_negatives_option("--init-from")
 def train_mlp(**kw):
     """Train the MLP on the standardised v2 engineered features (class-weighted BCE, early stopping)."""
     _torch_train("mlp", kw)

@@ -42,6 +42,9 @@ DEFAULT_TIME_WIN = 15.0
 DEFAULT_SCHEMA = "i24-47-v2"
 # The Bhattacharyya cone parameters of the reference stitcher_args (REFERENCE.md §2).
 BHAT_PARAM = {"cx": 0.2, "mx": 0.1, "cy": 2.0, "my": 0.1}
+# What ranks training negatives as hard when they are subsampled (`training.train.subsample_negatives`):
+# the Bhattacharyya cost, or the score of the MLP a run starts from.
+HARD_NEGATIVES = ("bhattacharyya", "warm-start")
 
 
 @dataclass

@@ -22,7 +22,7 @@ import numpy as np
 from runtime.files import atomic_write_text
 
 from .metrics import classification_metrics, finite_or_none
-from .pairs import DatasetSpec, ScenarioPairs, load_dataset
+from .pairs import HARD_NEGATIVES, DatasetSpec, ScenarioPairs, load_dataset
 
 __all__ = ["train_run", "load_splits", "model_inputs", "load_trained", "split_logits", "evaluate_logits", "RUN_FILES"]
 
@@ -40,9 +40,6 @@ def load_splits(spec: DatasetSpec, data_dir: str, progress: bool = True) -> dict
     """The four splits with only trainable pairs (label 0/1); skipping same-vehicle pairs are left out."""
     splits = load_dataset(spec, data_dir, progress)
     return {name: sp.select(sp.trainable) for name, sp in splits.items()}
-
-
-HARD_NEGATIVES = ("bhattacharyya", "warm-start")
 
 
 def subsample_negatives(sp: ScenarioPairs, max_neg_per_pos: float | None, seed: int,

@@ -320,8 +320,9 @@ def shared_search_space(trial, warm_start: bool = False) -> dict:
     if warm_start:
         space["model"]["feature_branch_lr_scale"] = trial.suggest_categorical("feature_branch_lr_scale",
                                                                               [0.0, 0.1, 1.0])
-        space["pairs"] = {"hard_negatives": trial.suggest_categorical("hard_negatives",
-                                                                      ["bhattacharyya", "warm-start"])}
+        from ..pairs import HARD_NEGATIVES
+
+        space["pairs"] = {"hard_negatives": trial.suggest_categorical("hard_negatives", list(HARD_NEGATIVES))}
     return space
 
 
