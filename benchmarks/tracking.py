@@ -243,7 +243,7 @@ def main(presets, seeds, quick, offline_costs, config_path, artifacts_dir, out_d
         f"Metrics: {evaluator}. Values are means over seeds. `cost pairs` and `stitch s` are pp_lite's "
         "pairs scored and stitching time (feed excluded); `gap %` is (offline - online) / offline objective.",
         f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}; "
-        f"total {elapsed:.0f} s. Command: `python benchmarks/tracking.py{' --quick' if quick else ''}`.",
+        f"total {elapsed:.0f} s. Command: `{' '.join(['python', 'benchmarks/tracking.py', *sys.argv[1:]])}`.",
         "",
     ]
     if notes:
