@@ -113,6 +113,8 @@ def main(runs, out_dir, baseline_run):
     inputs = {"val": {}, "test": {}}  # model inputs per split, shared by every run (split_logits)
     baseline: dict[str, np.ndarray] = {}  # test logits of each kind's first run (or of --baseline, as "all")
     test = splits["test"]
+    # bootstrap clusters: the earlier fragment of each pair, made unique across the scenario instances
+    clusters = test.source.astype(np.int64) * (len(test.docs) + 1) + test.a
     for run in runs:
         with open(os.path.join(run, "model_config.json"), encoding="utf-8") as fh:
             kind = json.load(fh)["kind"]
@@ -124,8 +126,6 @@ def main(runs, out_dir, baseline_run):
             row[f"{split}_ap"] = classification_metrics(sp.label, logits)["average_precision"]
         group = "all" if baseline_run else kind
         if group in baseline:
-            # clusters: the earlier fragment of each pair, made unique across the scenario instances
-            clusters = test.source.astype(np.int64) * (len(test.docs) + 1) + test.a
             row["vs_baseline"] = paired_ap_difference(test.label, clusters, baseline[group], logits)
         else:
             baseline[group] = logits

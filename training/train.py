@@ -236,6 +236,12 @@ def _mlp_warm_start(run_dir: str, spec: DatasetSpec) -> dict:
     return {"run": os.path.abspath(run_dir), "hidden": tuple(config["hidden"]), "state": load_state(best)}
 
 
+def _warm_stats(warm: dict) -> dict:
+    """The feature statistics the warm-start MLP was trained with (buffers of its scaler, in its state dict)."""
+    return {"feature_mean": warm["state"]["scaler.mean"].tolist(),
+            "feature_scale": warm["state"]["scaler.scale"].tolist()}
+
+
 def _warm_hardness(warm: dict, sp: ScenarioPairs) -> np.ndarray:
     """Minus the warm-start MLP's logit on every pair of `sp`: the lowest are the negatives it finds most
     link-like. The MLP saw this training split, so these are in-sample scores: they rank, they do not judge."""
@@ -244,9 +250,8 @@ def _warm_hardness(warm: dict, sp: ScenarioPairs) -> np.ndarray:
     from .models import model_module
 
     mlp = model_module("mlp")
-    model = mlp.build(mlp.Config(hidden=warm["hidden"]), {"feature_mean": [0.0] * sp.features.shape[1],
-                                                         "feature_scale": [1.0] * sp.features.shape[1]})
-    model.load_state_dict(warm["state"])  # the scaler statistics are buffers of the state dict
+    model = mlp.build(mlp.Config(hidden=warm["hidden"]), _warm_stats(warm))
+    model.load_state_dict(warm["state"])
     model.eval()
     with torch.no_grad():
         logits = model(torch.as_tensor(sp.features, dtype=torch.float32)).numpy().astype(np.float64)
@@ -274,8 +279,7 @@ def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_o
     if warm is not None and kind == "mlp":
         # fine-tune the MLP itself: its architecture, weights and the scaler statistics it was trained with
         config = replace(config, hidden=warm["hidden"])
-        stats = {**stats, "feature_mean": warm["state"]["scaler.mean"].tolist(),
-                 "feature_scale": warm["state"]["scaler.scale"].tolist()}
+        stats = {**stats, **_warm_stats(warm)}
     model = module.build(config, stats)
     if warm is not None and kind == "mlp":
         model.load_state_dict(warm["state"])
