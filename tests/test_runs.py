@@ -198,6 +198,14 @@ def test_compare_shows_the_pair_sampling_and_warm_start(tmp_path):
     assert row.startswith("* ") and "bhattacharyya" in row and "warm-start" in row
     row = next(line for line in table.splitlines() if "data.warm_start" in line)
     assert row.startswith("  ") and row.count("mlp-tpr/trial_2") == 2
+    # an MLP fine-tuned from another run names its start the same way
+    path = tmp_path / "new"
+    metrics = json.loads((path / "metrics.json").read_text())
+    metrics["warm_start"] = {"fine_tuned_from": "/x/runs/tune/mlp-tpr/trial_7"}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    row = next(line for line in compare_table([runs[0], load_run(str(path))]).splitlines()
+               if "data.warm_start" in line)
+    assert row.startswith("* ") and "mlp-tpr/trial_7" in row
 
 
 def test_promote_swaps_in_and_keeps_one_prev(tmp_path):

@@ -281,8 +281,9 @@ def _hyperparameters(run: Run) -> dict[str, Any]:
         out["data.max_neg_per_pos"] = run.metrics["max_neg_per_pos"]
         out["data.hard_negatives"] = run.metrics.get("hard_negatives", "bhattacharyya")  # older runs: the only kind
     warm = run.metrics.get("warm_start") or {}
-    if warm.get("feature_branch_from"):
-        parts = os.path.normpath(warm["feature_branch_from"]).split(os.sep)
+    start = warm.get("feature_branch_from") or warm.get("fine_tuned_from")  # sequence branch / MLP fine-tune
+    if start:
+        parts = os.path.normpath(start).split(os.sep)
         out["data.warm_start"] = "/".join(parts[-2:])  # e.g. mlp-tpr/trial_2
     return out
 
