@@ -246,3 +246,83 @@ def test_cli_help_and_bad_input():
         result = runner.invoke(main, args)
         assert result.exit_code != 0
         assert len(result.output.strip().splitlines()) == 1 and reason in result.output
+
+
+# --- the error-model interface: ranges, draws, overrides, randomised instances -----------------------
+
+def test_error_ranges_cover_every_preset_and_draws_stay_inside():
+    from training.simulate import ERROR_RANGES, draw_error_model
+
+    def inside(value, lo, hi):
+        if isinstance(lo, tuple):
+            return all(a - 1e-12 <= v <= b + 1e-12 for v, a, b in zip(value, lo, hi)) and len(value) == len(lo)
+        return lo - 1e-12 <= value <= hi + 1e-12
+
+    for name, (lo, hi) in ERROR_RANGES.items():
+        assert hasattr(PRESETS["i"], name), name
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        model = draw_error_model(rng)
+        assert set(model) == set(ERROR_RANGES)
+        sorted_ok = {k: (min(ERROR_RANGES[k][0]), max(ERROR_RANGES[k][1])) for k in ("blind_zone", "gap_bounds")}
+        for name, value in model.items():
+            lo, hi = ERROR_RANGES[name]
+            if name in sorted_ok:
+                assert list(value) == sorted(value) and sorted_ok[name][0] <= value[0] <= value[1] <= sorted_ok[name][1]
+            else:
+                assert inside(value, lo, hi), (name, value)
+        dataclasses.replace(PRESETS["ii"], **model)      # every draw is a valid preset
+
+
+def test_randomize_is_deterministic_per_seed_and_differs_from_the_preset():
+    from training.simulate import resolve_preset
+
+    first = simulate("ii", 4, duration=8.0, randomize=True)
+    again = simulate("ii", 4, duration=8.0, randomize=True)
+    plain = simulate("ii", 4, duration=8.0)
+    assert json.dumps(first) == json.dumps(again)
+    assert json.dumps(first[1]) != json.dumps(plain[1])
+    # GT traffic does not depend on the tracker-error model (camera nodes may: camera_spacing is drawn).
+    def motion(gt):
+        return [(d["timestamp"], d["x_position"], d["y_position"], d["length"]) for d in gt]
+    assert motion(first[0]) == motion(plain[0])
+    a, b = resolve_preset("ii", 4, randomize=True), resolve_preset("ii", 5, randomize=True)
+    assert a != b and a.speed_sigma != PRESETS["ii"].speed_sigma
+    # error_model pins fields on top of a draw
+    pinned = resolve_preset("ii", 4, randomize=True, error_model={"speed_sigma": 1.25})
+    assert pinned.speed_sigma == 1.25 and pinned.position_sigma == a.position_sigma
+
+
+def test_error_model_overrides_are_validated_and_presets_can_be_objects():
+    gt, raw = simulate("i", 3, duration=6.0, error_model={"confidence_floor": 0.3, "low_confidence_share": 0.0})
+    assert min(min(d["detection_confidence"]) for d in raw) >= 0.3
+    with pytest.raises(ValueError, match="unknown ScenarioPreset field.*'speed_sigmaa'"):
+        simulate("i", 3, duration=6.0, error_model={"speed_sigmaa": 1.0})
+    with pytest.raises(ValueError, match="position_sigma needs 2 numbers"):
+        simulate("i", 3, duration=6.0, error_model={"position_sigma": [1.0]})
+    with pytest.raises(ValueError, match="handoff_failure"):
+        simulate("i", 3, duration=6.0, error_model={"handoff_failure": 2.0})
+    # A ScenarioPreset object changes traffic too; a copy with the same fields gives the same documents.
+    same = dataclasses.replace(PRESETS["i"])
+    assert json.dumps(simulate(same, 3, duration=6.0)) == json.dumps(simulate("i", 3, duration=6.0))
+    sparse = dataclasses.replace(PRESETS["i"], demand_per_lane=0.2)
+    assert len(simulate(sparse, 3, duration=6.0)[0]) < len(simulate("i", 3, duration=6.0)[0])
+
+
+def test_write_scenario_records_the_error_model_and_the_cli_replays_it(tmp_path):
+    from training.simulate import ERROR_MODEL_FIELDS
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["iii", "--seed", "6", "--out", str(tmp_path / "a"), "--duration", "6",
+                                  "--randomize"])
+    assert result.exit_code == 0, result.output
+    assert "error model drawn" in result.output
+    record = json.loads((tmp_path / "a" / "SIM_iii.json").read_text())
+    assert record["randomize"] is True and set(record["error_model"]) == set(ERROR_MODEL_FIELDS)
+    # Replaying the recorded model without --randomize writes the same RAW set.
+    result = runner.invoke(main, ["iii", "--seed", "6", "--out", str(tmp_path / "b"), "--duration", "6",
+                                  "--error-model", str(tmp_path / "a" / "SIM_iii.json")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a" / "RAW_iii.json").read_bytes() == (tmp_path / "b" / "RAW_iii.json").read_bytes()
+    bad = runner.invoke(main, ["iii", "--seed", "6", "--out", str(tmp_path / "c"), "--error-model", '{"nope": 1}'])
+    assert bad.exit_code != 0 and "unknown ScenarioPreset field" in bad.output

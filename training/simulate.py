@@ -8,20 +8,30 @@ with the GT vehicles they cover. Everything is drawn from one seeded numpy Gener
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import click
 import numpy as np
 
+from runtime.files import atomic_write_text
 from training.io import gt_id_of, save_fragments
 
 __all__ = [
     "ScenarioPreset",
     "PRESETS",
     "SCENARIO_NAMES",
+    "ERROR_MODEL_FIELDS",
+    "ERROR_RANGES",
+    "SIMULATOR_VERSION",
+    "draw_error_model",
+    "error_model_of",
+    "resolve_preset",
     "simulate",
     "scenario_stats",
     "write_scenario",
@@ -117,12 +127,21 @@ class ScenarioPreset:
     position_sigma: tuple[float, float] = (1.3, 0.4)   # x, y per-sample sd (ft)
     position_bias: tuple[float, float] = (1.0, 0.3)    # x, y per-fragment bias sd (ft)
     noise_correlation: float = 0.7                     # AR(1) coefficient of per-sample noise at 25 Hz
+    # s, sd of a Gaussian kernel that smooths the per-sample position and dimension noise (0 = none):
+    # a tracker reports filtered states, so its errors are slow and its curvature small.
+    noise_timescale: float = 0.0
     dimension_bias: tuple[float, float, float] = (0.06, 0.04, 0.08)   # relative per-fragment sd (l, w, h)
     dimension_sigma: tuple[float, float, float] = (0.8, 0.15, 0.3)    # per-sample sd (ft)
     speed_sigma: float = 3.0                # per-sample sd of the tracker speed
     speed_bias: float = 1.5                 # per-fragment sd of the tracker speed
+    speed_timescale: float = 0.0            # s, Gaussian smoothing of the per-sample speed noise (0 = as position)
+    speed_start_sigma: float = 0.0          # sd of the speed error when a track starts (filter initialisation)
+    speed_start_decay: float = 0.5          # s, time constant over which that start error decays
     confidence_mean: float = 0.93
     confidence_concentration: float = 25.0  # Beta concentration of per-sample confidence
+    confidence_fragment_sd: float = 0.03    # sd of a fragment's mean confidence around confidence_mean
+    confidence_timescale: float = 0.0       # s, smoothing of per-sample confidence around the fragment mean
+    confidence_floor: float = 0.0           # detections below this confidence are not reported (clipped up)
     low_confidence_share: float = 0.01      # samples of a half-occluded vehicle, confidence 0.05-0.4
     # --- tracker timing
     time_jitter: float = 0.002              # s sd of tracker sample times around a 25 Hz grid
@@ -151,10 +170,10 @@ class ScenarioPreset:
 
         for name in ("duration", "start_time", "demand_per_lane", "min_headway", "initial_speed_factor",
                      "idm_accel", "idm_decel", "idm_time_headway", "idm_min_gap", "wave_decel",
-                     "confidence_concentration", "cameras_per_node"):
+                     "confidence_concentration", "cameras_per_node", "speed_start_decay"):
             positive(name)
         for name in ("handoff_failure", "frame_drop", "id_switch_attempt", "noise_correlation",
-                     "low_confidence_share"):
+                     "low_confidence_share", "confidence_floor"):
             probability(name)
         for name in ("desired_speed_bounds", "lane_change_duration", "wave_speed", "wave_hold",
                      "camera_spacing", "blind_zone", "gap_bounds", "false_positive_duration", "wave_origin"):
@@ -170,7 +189,9 @@ class ScenarioPreset:
             raise ValueError(f"preset {self.name!r}: time_jitter {self.time_jitter} s would reorder samples")
         if any(v < 0 for v in (self.warmup, self.lane_change_rate, self.lane_change_incentive_rate,
                                 self.wave_interval, self.dropout_rate, self.false_positives_per_minute,
-                                self.speed_sigma, self.speed_bias, self.time_jitter)):
+                                self.speed_sigma, self.speed_bias, self.time_jitter, self.noise_timescale,
+                                self.speed_timescale, self.speed_start_sigma, self.confidence_fragment_sd,
+                                self.confidence_timescale)):
             raise ValueError(f"preset {self.name!r}: rates, sigmas and durations must be non-negative")
 
 
@@ -221,6 +242,128 @@ PRESETS: dict[str, ScenarioPreset] = {
     ),
 }
 SCENARIO_NAMES = tuple(PRESETS)
+
+# Bump when a change to the simulator alters what a (preset, seed, duration) produces, so caches keyed
+# on those (e.g. mined pairs) can tell stale entries apart.
+SIMULATOR_VERSION = "sim-2"
+
+# ----------------------------------------------------------------------------------------------
+# Tracker-error model ranges: the domain that `draw_error_model` randomises training scenarios over
+# ----------------------------------------------------------------------------------------------
+# Keyed by ScenarioPreset field. Scalar fields: (lo, hi). Tuple fields: (lo_tuple, hi_tuple), one
+# range per element, drawn independently (interval fields such as blind_zone are sorted after the
+# draw). Every range covers the three calibrated presets' values (docs/realism.md lists them with
+# the real-data figures they were fitted to) and reaches beyond them on both sides, so a model
+# trained on draws sees trackers better and worse than the calibrated one.
+ERROR_RANGES: dict[str, tuple[Any, Any]] = {
+    # camera hand-offs
+    "camera_spacing": ((200.0, 300.0), (350.0, 500.0)),
+    "blind_zone": ((0.0, 8.0), (6.0, 30.0)),
+    "handoff_failure": (0.1, 0.8),
+    "reacquire_delay": ((0.1, 0.3), (1.2, 1.0)),
+    # dropouts (occlusions) and their gap lengths
+    "dropout_rate": (0.01, 0.15),
+    "dropout_gap": ((0.3, 0.3), (2.0, 1.0)),
+    "gap_bounds": ((0.05, 3.0), (0.3, 8.0)),
+    # position and dimension noise, and how smooth the tracker's output is
+    "position_sigma": ((0.2, 0.03), (2.5, 0.6)),
+    "position_bias": ((0.3, 0.05), (2.0, 0.6)),
+    "noise_timescale": (0.1, 1.5),
+    "dimension_bias": ((0.005, 0.005, 0.003), (0.10, 0.08, 0.08)),
+    "dimension_sigma": ((0.05, 0.02, 0.01), (1.5, 0.3, 0.4)),
+    # the velocity field
+    "speed_sigma": (0.5, 8.0),
+    "speed_bias": (0.5, 6.0),
+    "speed_timescale": (0.05, 1.5),
+    "speed_start_sigma": (0.0, 15.0),
+    "speed_start_decay": (0.1, 2.0),
+    # detection confidence
+    "confidence_mean": (0.75, 0.985),
+    "confidence_concentration": (5.0, 80.0),
+    "confidence_fragment_sd": (0.0, 0.12),
+    "confidence_timescale": (0.05, 1.5),
+    "confidence_floor": (0.0, 0.4),
+    "low_confidence_share": (0.0, 0.03),
+    # timing, identity errors and clutter
+    "time_jitter": (0.0, 0.006),
+    "frame_drop": (0.0, 0.05),
+    "id_switch_attempt": (0.0, 0.12),
+    "false_positives_per_minute": (0.0, 25.0),
+}
+ERROR_MODEL_FIELDS = tuple(ERROR_RANGES)
+_INTERVAL_FIELDS = ("camera_spacing", "blind_zone", "gap_bounds")
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(ScenarioPreset))
+
+
+def draw_error_model(rng: np.random.Generator) -> dict[str, Any]:
+    """One tracker-error model drawn uniformly from `ERROR_RANGES` (each scalar or tuple element alone).
+
+    Returns field -> value (floats, or tuples of floats for tuple fields); interval fields are sorted.
+    Pass it as `simulate(..., error_model=...)`, or use `simulate(..., randomize=True)`.
+    """
+    out: dict[str, Any] = {}
+    for name, (lo, hi) in ERROR_RANGES.items():
+        if isinstance(lo, tuple):
+            value = tuple(float(rng.uniform(a, b)) for a, b in zip(lo, hi))
+            if name in _INTERVAL_FIELDS:
+                value = tuple(sorted(value))
+            out[name] = value
+        else:
+            out[name] = float(rng.uniform(lo, hi))
+    return out
+
+
+def error_model_of(preset: "ScenarioPreset") -> dict[str, Any]:
+    """The error-model fields (`ERROR_MODEL_FIELDS`) of a preset, as plain JSON-able values."""
+    return {name: (list(v) if isinstance(v := getattr(preset, name), tuple) else v) for name in ERROR_MODEL_FIELDS}
+
+
+def _preset_index(p: "ScenarioPreset") -> int:
+    """A stable per-preset number mixed into the seed: the position in PRESETS, else a name hash."""
+    if p.name in PRESETS:
+        return SCENARIO_NAMES.index(p.name)
+    return 1000 + zlib.crc32(p.name.encode("utf-8")) % 1_000_000
+
+
+def resolve_preset(preset: "str | ScenarioPreset", seed: int = 0, *, error_model: Mapping[str, Any] | None = None,
+                   randomize: bool = False) -> "ScenarioPreset":
+    """The preset a `simulate` call runs: the named (or given) preset, with an error model drawn from
+    `ERROR_RANGES` when `randomize` (a generator seeded from `seed` and the preset), then `error_model`
+    overrides on top (any ScenarioPreset field but name; unknown keys raise ValueError)."""
+    p = preset if isinstance(preset, ScenarioPreset) else _preset(preset)
+    overrides: dict[str, Any] = {}
+    if randomize:
+        overrides.update(draw_error_model(np.random.default_rng([int(seed), _preset_index(p), 0x5EED])))
+    if error_model is not None:
+        if not isinstance(error_model, Mapping):
+            raise ValueError(f"error_model must be a mapping of ScenarioPreset fields, got {type(error_model).__name__}")
+        unknown = sorted(k for k in error_model if k not in _FIELD_NAMES or k == "name")
+        if unknown:
+            raise ValueError(f"error_model: unknown ScenarioPreset field(s) {', '.join(map(repr, unknown))}; "
+                             f"error-model fields are {', '.join(ERROR_MODEL_FIELDS)}")
+        overrides.update(error_model)
+    if not overrides:
+        return p
+    clean = {}
+    for key, value in overrides.items():
+        current = getattr(p, key)
+        if isinstance(current, tuple):
+            if not isinstance(value, (list, tuple)) or len(value) != len(current):
+                raise ValueError(f"error_model: {key} needs {len(current)} numbers, got {value!r}")
+            value = tuple(float(v) for v in value)
+        elif isinstance(current, bool) or not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"error_model: {key} must be a number, got {value!r}")
+        elif isinstance(current, int) and not isinstance(current, bool):
+            if int(value) != value:
+                raise ValueError(f"error_model: {key} must be an integer, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+        if isinstance(value, float) and not math.isfinite(value) or \
+                isinstance(value, tuple) and not all(math.isfinite(v) for v in value):
+            raise ValueError(f"error_model: {key} must be finite, got {value!r}")
+        clean[key] = value
+    return dataclasses.replace(p, **clean)
 
 
 def _preset(name: str) -> ScenarioPreset:
@@ -766,6 +909,19 @@ def _correlated_noise(rng: np.random.Generator, n: int, sigma: float, rho: float
     return sigma * np.convolve(rng.normal(size=n + taps - 1), kernel, "valid")
 
 
+def _smooth_noise(rng: np.random.Generator, n: int, sigma: float, rho: float, timescale: float) -> np.ndarray:
+    """Noise with marginal sd `sigma`: white noise under a Gaussian kernel of sd `timescale` seconds
+    (smooth, so its derivatives are small, like a filtered tracker state), or AR(1) noise with
+    coefficient `rho` when `timescale` is 0."""
+    if timescale <= 0:
+        return _correlated_noise(rng, n, sigma, rho)
+    k = timescale / DT
+    half = max(1, int(math.ceil(3.0 * k)))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / k) ** 2)
+    kernel /= math.sqrt(float(np.sum(kernel ** 2)))
+    return sigma * np.convolve(rng.normal(size=n + 2 * half), kernel, "valid")
+
+
 def _sample_times(p: ScenarioPreset, t_from: float, t_to: float, rng: np.random.Generator) -> np.ndarray:
     """Tracker sample times: a 25 Hz camera clock with its own phase, jitter and the odd lost frame."""
     phase = rng.uniform(0.0, DT)
@@ -782,27 +938,48 @@ def _sample_times(p: ScenarioPreset, t_from: float, t_to: float, rng: np.random.
     return t + jitter
 
 
+def _confidence(p: ScenarioPreset, n: int, confidence_mean: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-sample detection confidence: a fragment level, per-sample variation, a reporting floor."""
+    mean = float(np.clip(rng.normal(confidence_mean, p.confidence_fragment_sd), 0.05, 0.99))
+    kappa = p.confidence_concentration
+    if p.confidence_timescale > 0:
+        # Logit-normal with the Beta's logit spread (var ~ 1/a + 1/b), varying slowly along the track.
+        spread = 1.0 / math.sqrt(kappa * mean * (1.0 - mean))
+        logit = math.log(mean / (1.0 - mean)) + _smooth_noise(rng, n, spread, 0.0, p.confidence_timescale)
+        conf = 1.0 / (1.0 + np.exp(-logit))
+    else:
+        conf = rng.beta(mean * kappa, (1 - mean) * kappa, n)
+    # pp_lite drops samples below conf_threshold 0.2; real tracks have a few such frames.
+    low = rng.random(n) < p.low_confidence_share
+    conf[low] = rng.uniform(0.05, 0.4, int(low.sum()))
+    floor = p.confidence_floor
+    if floor > 0:
+        # The tracker does not report detections below its threshold: reflect them above it.
+        conf = np.where(conf < floor, np.minimum(2 * floor - conf, 1.0), conf)
+    return np.clip(conf, 0.01, 1.0)
+
+
 def _measure(p: ScenarioPreset, truth: Mapping[str, np.ndarray], confidence_mean: float,
              rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Apply the per-fragment bias and correlated per-sample noise of the tracker to true states."""
     n = truth["t"].size
     rho = p.noise_correlation
+    tau = p.noise_timescale
     out = {"t": truth["t"]}
-    out["x"] = truth["x"] + rng.normal(0, p.position_bias[0]) + _correlated_noise(rng, n, p.position_sigma[0], rho)
-    out["y"] = truth["y"] + rng.normal(0, p.position_bias[1]) + _correlated_noise(rng, n, p.position_sigma[1], rho)
+    out["x"] = truth["x"] + rng.normal(0, p.position_bias[0]) + _smooth_noise(rng, n, p.position_sigma[0], rho, tau)
+    out["y"] = truth["y"] + rng.normal(0, p.position_bias[1]) + _smooth_noise(rng, n, p.position_sigma[1], rho, tau)
     for name, rel, sd in zip(("length", "width", "height"), p.dimension_bias, p.dimension_sigma):
         true = truth[name]
-        est = true * (1.0 + rng.normal(0, rel)) + _correlated_noise(rng, n, sd, rho)
+        est = true * (1.0 + rng.normal(0, rel)) + _smooth_noise(rng, n, sd, rho, tau)
         out[name] = np.maximum(est, 0.5 * true)     # a box is never degenerate
-    speed = truth["v"] + rng.normal(0, p.speed_bias) + _correlated_noise(rng, n, p.speed_sigma, rho)
+    speed = truth["v"] + rng.normal(0, p.speed_bias) + _smooth_noise(rng, n, p.speed_sigma, rho,
+                                                                     p.speed_timescale or tau)
+    if p.speed_start_sigma > 0:
+        # A new track's filter starts from a poor speed estimate and converges.
+        elapsed = truth["t"] - truth["t"][0]
+        speed = speed + rng.normal(0, p.speed_start_sigma) * np.exp(-elapsed / p.speed_start_decay)
     out["v"] = np.maximum(speed, 0.0)
-    mean = float(np.clip(rng.normal(confidence_mean, 0.03), 0.05, 0.99))
-    kappa = p.confidence_concentration
-    conf = rng.beta(mean * kappa, (1 - mean) * kappa, n)
-    # pp_lite drops samples below conf_threshold 0.2; real tracks have a few such frames.
-    low = rng.random(n) < p.low_confidence_share
-    conf[low] = rng.uniform(0.05, 0.4, int(low.sum()))
-    out["conf"] = np.clip(conf, 0.01, 1.0)
+    out["conf"] = _confidence(p, n, confidence_mean, rng)
     return out
 
 
@@ -882,14 +1059,22 @@ def _raw_document(p: ScenarioPreset, meas: Mapping[str, np.ndarray], direction: 
 # ----------------------------------------------------------------------------------------------
 
 
-def simulate(preset: str, seed: int, duration: float | None = None) -> tuple[list[dict], list[dict]]:
+def simulate(preset: "str | ScenarioPreset", seed: int, duration: float | None = None, *,
+             error_model: Mapping[str, Any] | None = None, randomize: bool = False
+             ) -> tuple[list[dict], list[dict]]:
     """Generate one scenario instance: GT trajectories and the RAW tracker fragments made from them.
 
     Parameters
     ----------
-    preset : "i" (free flow), "ii" (snow, slow) or "iii" (congested stop-and-go); see `PRESETS`.
-    seed : non-negative integer; the same (preset, seed, duration) gives identical documents.
+    preset : "i" (free flow), "ii" (snow, slow) or "iii" (congested stop-and-go); see `PRESETS`. Or a
+        `ScenarioPreset` (e.g. `dataclasses.replace(PRESETS["i"], demand_per_lane=0.4)`) to change traffic too.
+    seed : non-negative integer; the same (preset, seed, duration, error_model, randomize) gives identical
+        documents.
     duration : seconds of GT to generate; None uses the preset's (60, 51, 50 s).
+    error_model : ScenarioPreset fields to override (usually `ERROR_MODEL_FIELDS`, e.g. a
+        `draw_error_model` result); unknown keys raise ValueError.
+    randomize : draw the error model from `ERROR_RANGES` with a generator seeded from `seed` (applied
+        before `error_model`, which can pin fields). `resolve_preset` gives the preset actually run.
 
     Returns
     -------
@@ -898,9 +1083,9 @@ def simulate(preset: str, seed: int, duration: float | None = None) -> tuple[lis
     `gt_ids` lists the GT vehicles it covers, majority first; false positives carry an id that
     matches no GT vehicle.
     """
-    p = _preset(preset)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    p = resolve_preset(preset, int(seed), error_model=error_model, randomize=randomize)
     if duration is None:
         duration = p.duration
     if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) \
@@ -908,7 +1093,7 @@ def simulate(preset: str, seed: int, duration: float | None = None) -> tuple[lis
         raise ValueError(f"duration must be between 1 and 3600 s, got {duration!r}")
     duration = float(duration)
     # The preset's position in PRESETS is mixed into the seed, so "i" and "ii" with one seed differ.
-    rng = np.random.default_rng([int(seed), SCENARIO_NAMES.index(p.name)])
+    rng = np.random.default_rng([int(seed), _preset_index(p)])
 
     traffic = _simulate_traffic(p, duration, rng)
     veh = traffic.vehicles
@@ -1052,27 +1237,59 @@ def scenario_stats(gt_docs: Sequence[Mapping[str, Any]], raw_docs: Sequence[Mapp
     }
 
 
-def write_scenario(preset: str, seed: int, out_dir: str | os.PathLike, duration: float | None = None) -> dict:
-    """Simulate a scenario and write `out_dir/GT_{preset}.json` and `out_dir/RAW_{preset}.json`.
+def write_scenario(preset: "str | ScenarioPreset", seed: int, out_dir: str | os.PathLike,
+                   duration: float | None = None, *, error_model: Mapping[str, Any] | None = None,
+                   randomize: bool = False) -> dict:
+    """Simulate a scenario and write `out_dir/GT_{s}.json`, `out_dir/RAW_{s}.json` and `out_dir/SIM_{s}.json`.
 
     Parameters
     ----------
-    preset, seed, duration : as for `simulate`.
+    preset, seed, duration, error_model, randomize : as for `simulate`; `s` is the preset's name.
     out_dir : folder to write into (created if missing); existing files are replaced atomically.
 
     Returns
     -------
-    `scenario_stats` of the written sets, plus "preset", "seed", "gt_path" and "raw_path".
+    `scenario_stats` of the written sets, plus "preset", "seed", "gt_path", "raw_path", "sim_path",
+    "randomize" and "error_model" (every `ERROR_MODEL_FIELDS` value the run used). SIM_{s}.json records
+    those and the simulator version, so the run can be repeated with `--error-model SIM_{s}.json`.
     """
-    gt_docs, raw_docs = simulate(preset, seed, duration)
+    p = resolve_preset(preset, seed, error_model=error_model, randomize=randomize)
+    gt_docs, raw_docs = simulate(p, seed, duration)
+    name = p.name
     out_dir = os.fspath(out_dir)
-    gt_path = os.path.join(out_dir, f"GT_{preset}.json")
-    raw_path = os.path.join(out_dir, f"RAW_{preset}.json")
+    gt_path = os.path.join(out_dir, f"GT_{name}.json")
+    raw_path = os.path.join(out_dir, f"RAW_{name}.json")
+    sim_path = os.path.join(out_dir, f"SIM_{name}.json")
     save_fragments(gt_path, gt_docs)
     save_fragments(raw_path, raw_docs)
     stats = scenario_stats(gt_docs, raw_docs)
-    stats.update(preset=preset, seed=int(seed), gt_path=gt_path, raw_path=raw_path)
+    stats.update(preset=name, seed=int(seed), gt_path=gt_path, raw_path=raw_path, sim_path=sim_path,
+                 randomize=bool(randomize), error_model=error_model_of(p))
+    record = {"simulator_version": SIMULATOR_VERSION, "preset": name, "seed": int(seed),
+              "duration": p.duration if duration is None else float(duration), "randomize": bool(randomize),
+              "error_model": error_model_of(p),
+              "stats": {k: v for k, v in stats.items() if k not in ("false_positive_gt_ids", "error_model")}}
+    atomic_write_text(sim_path, json.dumps(record, indent=1) + "\n")
     return stats
+
+
+def _load_error_model(text: str) -> dict:
+    """--error-model: inline JSON, or a JSON file (a SIM_{s}.json record or a plain field mapping)."""
+    try:
+        if text.lstrip().startswith("{"):
+            data = json.loads(text)
+        else:
+            with open(text, encoding="utf-8") as fh:
+                data = json.load(fh)
+    except OSError as exc:
+        raise click.ClickException(f"--error-model: cannot read {text}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"--error-model: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(data, dict) and isinstance(data.get("error_model"), dict):
+        data = data["error_model"]
+    if not isinstance(data, dict):
+        raise click.ClickException("--error-model must be a JSON object of ScenarioPreset fields")
+    return data
 
 
 def _stats_line(stats: Mapping[str, Any]) -> str:
@@ -1082,7 +1299,8 @@ def _stats_line(stats: Mapping[str, Any]) -> str:
             f"({stats['fragments_per_vehicle']:.2f} per vehicle), speed {stats['speed_mean']:.1f} ft/s "
             f"[{stats['speed_min']:.1f}, {stats['speed_max']:.1f}], gap median {g['p50']:.2f} s "
             f"(p95 {g['p95']:.2f}), {stats['id_switches']} id switches, {stats['false_positives']} false "
-            f"positives -> {stats['gt_path']}, {stats['raw_path']}")
+            f"positives{', error model drawn from ERROR_RANGES' if stats.get('randomize') else ''} -> "
+            f"{stats['gt_path']}, {stats['raw_path']}" + (f", {stats['sim_path']}" if "sim_path" in stats else ""))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -1094,11 +1312,18 @@ def _stats_line(stats: Mapping[str, Any]) -> str:
 @click.option("--duration", type=float, default=None,
               help="Seconds of traffic to simulate instead of the preset's (60, 51, 50 s), e.g. 600 "
                    "for load tests; between 1 and 3600.")
-def main(scenario: str, seed: int, out_dir: str, duration: float | None) -> None:
+@click.option("--randomize", is_flag=True, default=False,
+              help="Draw the tracker-error model from ERROR_RANGES (seeded by --seed; recorded in SIM_<scenario>.json).")
+@click.option("--error-model", "error_model", default=None, metavar="JSON",
+              help="Override preset fields: inline JSON ('{\"speed_sigma\": 2}') or a JSON file, e.g. a "
+                   "SIM_<scenario>.json written earlier (applied after --randomize).")
+def main(scenario: str, seed: int, out_dir: str, duration: float | None, randomize: bool,
+         error_model: str | None) -> None:
     """Simulate the I-24 MOTION benchmark scenarios and write GT and RAW fragment sets.
 
     SCENARIO is i (free flow, 60 s), ii (slow traffic in snow, 51 s), iii (congested
-    stop-and-go, 50 s) or all. Prints one statistics line per scenario.
+    stop-and-go, 50 s) or all. Prints one statistics line per scenario; SIM_<scenario>.json records
+    the error model used.
     """
     if scenario != "all" and scenario not in PRESETS:
         raise click.ClickException(f"unknown scenario {scenario!r}; choose one of i, ii, iii, all")
@@ -1106,9 +1331,12 @@ def main(scenario: str, seed: int, out_dir: str, duration: float | None) -> None
         raise click.ClickException(f"--seed must be non-negative, got {seed}")
     if duration is not None and not (math.isfinite(duration) and 1.0 <= duration <= 3600.0):
         raise click.ClickException(f"--duration must be between 1 and 3600 s, got {duration}")
+    overrides = _load_error_model(error_model) if error_model is not None else None
     for name in SCENARIO_NAMES if scenario == "all" else (scenario,):
         try:
-            stats = write_scenario(name, seed, out_dir, duration)
+            stats = write_scenario(name, seed, out_dir, duration, error_model=overrides, randomize=randomize)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
         except OSError as exc:
             raise click.ClickException(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
         click.echo(_stats_line(stats))
