@@ -37,7 +37,8 @@ def _spec(run_dir: str):
         raise click.ClickException(f"{run_dir}: only runs on the simulated splits are supported here")
     spec = DatasetSpec(presets=tuple(d["presets"]), train_seeds=tuple(d["train_seeds"]),
                        val_seeds=tuple(d["val_seeds"]), cal_seeds=tuple(d["cal_seeds"]),
-                       test_seeds=tuple(d["test_seeds"]), time_win=d["time_win"], duration=d["duration"])
+                       test_seeds=tuple(d["test_seeds"]), time_win=d["time_win"], duration=d["duration"],
+                       schema=d.get("schema", "i24-47-v2"), randomized=tuple(d.get("randomized", ())))
     return spec, d.get("data_dir", "data")
 
 

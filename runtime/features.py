@@ -30,7 +30,11 @@ __all__ = [
     "BASIC_FEATURES",
     "SCHEMA_V1",
     "SCHEMA_V2",
+    "SCHEMA_V3",
     "DEFAULT_SCHEMA",
+    "TRACKER_FIELDS",
+    "INPUT_FIELDS",
+    "schema_fragment",
     "SCHEMAS",
     "FEATURE_CODE_VERSION",
     "schema_hash",
@@ -58,8 +62,21 @@ BASIC_FEATURES = FEATURE_NAMES[:28]
 
 SCHEMA_V1 = "i24-47-v1"
 SCHEMA_V2 = "i24-47-v2"
+# v3 = v2 computed from positions, times and dimensions only: the tracker-specific per-sample fields
+# (`velocity`, `detection_confidence`) are never read, as if every fragment lacked them. Their scale
+# and presence change between tracker versions, and a model that leans on them does not transfer.
+SCHEMA_V3 = "i24-47-v3"
 DEFAULT_SCHEMA = SCHEMA_V2
-SCHEMAS: dict[str, tuple[str, ...]] = {SCHEMA_V1: FEATURE_NAMES, SCHEMA_V2: FEATURE_NAMES}
+SCHEMAS: dict[str, tuple[str, ...]] = {SCHEMA_V1: FEATURE_NAMES, SCHEMA_V2: FEATURE_NAMES, SCHEMA_V3: FEATURE_NAMES}
+# Document fields whose meaning belongs to one tracker version.
+TRACKER_FIELDS = ("velocity", "detection_confidence")
+_BASE_FIELDS = ("_id", "timestamp", "x_position", "y_position", "direction", "length", "width", "height")
+# The fragment-document fields each schema reads (manifests list them as the model's input fields).
+INPUT_FIELDS: dict[str, tuple[str, ...]] = {
+    SCHEMA_V1: _BASE_FIELDS + TRACKER_FIELDS + ("first_timestamp", "last_timestamp", "starting_x", "ending_x"),
+    SCHEMA_V2: _BASE_FIELDS + TRACKER_FIELDS,
+    SCHEMA_V3: _BASE_FIELDS,
+}
 # Part of every schema hash: bump it when the code of a schema changes in any way that alters a
 # value (which FEATURES.md says must instead become a new schema), so stale manifests are caught.
 FEATURE_CODE_VERSION = "2"  # 2: v2 vel_ratio speed floor (artifacts from "1" are refused)
@@ -316,9 +333,21 @@ def _envelope_max(envelope: tuple, s: float, mean: float) -> float:
     return max(upper_z[i] - s * upper_u[i] + mean, lower_z[j] - s * lower_u[j] - mean)
 
 
+def schema_fragment(fragment: Fragment, schema: str) -> Fragment:
+    """`fragment` as `schema` sees it: under v3 without the tracker-specific per-sample fields.
+
+    Features and (sequence models) encoder windows both go through this, in training and serving,
+    so a v3 model can never read `velocity` or `detection_confidence`, whatever the input holds.
+    """
+    if schema != SCHEMA_V3 or (fragment.velocity is None and fragment.confidence is None):
+        return fragment
+    return fragment.without_tracker_fields()
+
+
 def _summarize(fragment: Fragment, schema: str) -> FragmentFeatures:
     """Compute a fragment's `FragmentFeatures` for one schema (the cache's miss path)."""
-    v2 = schema == SCHEMA_V2
+    v2 = schema != SCHEMA_V1
+    fragment = schema_fragment(fragment, schema)
     s = FragmentFeatures()
     t, x, y, n = fragment.t, fragment.x, fragment.y, fragment.n
     s.schema, s.id, s.n = schema, fragment.id, n
@@ -792,7 +821,8 @@ class FeatureExtractor:
 
     Parameters
     ----------
-    schema : "i24-47-v2" (default) or "i24-47-v1"; the manifest of a model names the one it needs.
+    schema : "i24-47-v2" (default), "i24-47-v3" or "i24-47-v1"; the manifest of a model names the one
+        it needs.
     names : the features to emit, in this order (default: all 47 in `FEATURE_NAMES` order).
     cache_size : how many `FragmentFeatures` to keep (bounded LRU keyed by fragment identity).
 
@@ -815,7 +845,10 @@ class FeatureExtractor:
       unsigned); curvature from time derivatives with max(speed, 1 ft/s)^3 below; windows are
       the last / first 1.0 s (samples within 1 s - 1 ms of the end / start, at least one);
       bhattacharyya_distance clipped to [0, 999].
-    Both: every feature is finite for valid fragments of any length (1-3 samples, stationary
+    v3, v2 computed as if no fragment had `velocity` or `detection_confidence` (`TRACKER_FIELDS`):
+      speed always |dx/dt| from positions, confidence always 1. Values equal v2's on documents
+      without those two fields.
+    All: every feature is finite for valid fragments of any length (1-3 samples, stationary
     vehicles, repeated positions); vel_ratio is 0 when B's first speed is exactly -1e-6.
     """
 
@@ -825,7 +858,7 @@ class FeatureExtractor:
             raise ValueError(f"unknown feature schema {schema!r}; known: {', '.join(SCHEMAS)}")
         self.schema = schema
         self.names = _check_names(names)
-        self._v2 = schema == SCHEMA_V2
+        self._v2 = schema != SCHEMA_V1
         self._index = [_INDEX[n] for n in self.names]
         self._all = self.names == FEATURE_NAMES
         self._perm = np.array([_W[n] for n in self.names], dtype=np.intp)

@@ -181,6 +181,12 @@ class Fragment:
         self.compute_node_id = compute_node_id
         self._xy = xy
 
+    def without_tracker_fields(self) -> "Fragment":
+        """A copy sharing every array but with `velocity` and `confidence` absent (None)."""
+        return Fragment(self.id, self.direction, self.t, self.x, self.y, self.length, self.width, self.height,
+                        None, None, self.first_timestamp_field, self.last_timestamp_field,
+                        self.starting_x_field, self.ending_x_field, self.compute_node_id, self._xy)
+
     @property
     def xy(self) -> np.ndarray:
         """(2, n) array whose rows are `x` and `y` (built once, on first use, unless given)."""

@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 from runtime import FragmentError
 from runtime.features import (
     FEATURE_NAMES,
+    INPUT_FIELDS,
+    SCHEMA_V3,
+    TRACKER_FIELDS,
     SCHEMA_V1,
     SCHEMA_V2,
     SCHEMAS,
@@ -22,7 +25,7 @@ from runtime.features import (
 )
 
 EPOCH = 1_623_877_175.0  # GT_i starts around here (REFERENCE.md §7.1)
-SCHEMA_LIST = [SCHEMA_V1, SCHEMA_V2]
+SCHEMA_LIST = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3]
 
 # REFERENCE.md §1.7: the fixture pair of the reference extractor's tests, eastbound.
 VECTOR_A = {"_id": "A", "timestamp": [0, 0.04, 0.08, 0.12, 0.16], "x_position": [100, 102, 104, 106, 108],
@@ -268,7 +271,9 @@ def test_features_match_the_definitions_and_batch_equals_pairs(pairs, schema):
     assert np.isfinite(rows).all()
     batch = extractor.batch(candidates, b)
     np.testing.assert_allclose(batch, rows, rtol=1e-12, atol=1e-12)
-    reference = np.stack([_reference(a, b, schema == SCHEMA_V2) for a in candidates])
+    if schema == SCHEMA_V3:  # v2's definitions on documents without the tracker-specific fields
+        candidates, b = [_without_tracker_fields(a) for a in candidates], _without_tracker_fields(b)
+    reference = np.stack([_reference(a, b, schema != SCHEMA_V1) for a in candidates])
     np.testing.assert_allclose(rows, reference, rtol=1e-7, atol=1e-7)
 
 
@@ -429,9 +434,9 @@ def test_names_subset_and_validation():
 
 
 def test_schema_hash():
-    assert set(SCHEMAS) == {SCHEMA_V1, SCHEMA_V2}
-    h1, h2 = schema_hash(SCHEMA_V1), schema_hash(SCHEMA_V2)
-    assert len(h1) == 64 and int(h1, 16) >= 0 and h1 != h2
+    assert set(SCHEMAS) == {SCHEMA_V1, SCHEMA_V2, SCHEMA_V3}
+    h1, h2, h3 = schema_hash(SCHEMA_V1), schema_hash(SCHEMA_V2), schema_hash(SCHEMA_V3)
+    assert len(h1) == 64 and int(h1, 16) >= 0 and len({h1, h2, h3}) == 3
     assert schema_hash(SCHEMA_V2) == h2 == FeatureExtractor(SCHEMA_V2).schema_hash
     assert schema_hash(SCHEMA_V2, ["time_gap"]) != h2
     with pytest.raises(ValueError):
@@ -459,3 +464,36 @@ def test_cache_new_entry_when_a_fragment_grows_and_lru_bound():
     for i in range(5):
         extractor.summarize(_moving(f"c{i}", 0.0, 10, 0.0, 40.0, 1))
     assert len(extractor.cache) == 3
+
+
+def _without_tracker_fields(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in TRACKER_FIELDS}
+
+
+def _rescaled(doc: dict, seed: int) -> dict:
+    """The tracker-specific fields of `doc` replaced by another tracker version's (noisier, rescaled)."""
+    rng = np.random.default_rng(seed)
+    out = dict(doc)
+    n = len(doc["timestamp"])
+    out["velocity"] = list(np.abs(rng.normal(60.0, 25.0, n)))
+    out["detection_confidence"] = list(rng.uniform(0.05, 0.4, n))
+    return out
+
+
+def test_v3_never_reads_tracker_fields():
+    """v3 equals v2 computed without velocity/confidence, whatever those fields hold, single and batch."""
+    assert set(INPUT_FIELDS[SCHEMA_V3]) & set(TRACKER_FIELDS) == set()
+    assert set(TRACKER_FIELDS) <= set(INPUT_FIELDS[SCHEMA_V2])
+    docs_a = [VECTOR_A, _rescaled(VECTOR_A, 1)]
+    for doc_a in docs_a:
+        for doc_b in (VECTOR_B, _rescaled(VECTOR_B, 2)):
+            v3 = FeatureExtractor(SCHEMA_V3, cache_size=1).pair(doc_a, doc_b)
+            v2 = FeatureExtractor(SCHEMA_V2, cache_size=1).pair(_without_tracker_fields(doc_a),
+                                                                 _without_tracker_fields(doc_b))
+            np.testing.assert_array_equal(v3, v2)
+            batch = FeatureExtractor(SCHEMA_V3, cache_size=1).batch([doc_a], doc_b)[0]
+            np.testing.assert_allclose(batch, v3, rtol=1e-12, atol=1e-12)
+    # ... while v2 does read them (the test would pass vacuously otherwise)
+    full = FeatureExtractor(SCHEMA_V2, cache_size=1).pair(VECTOR_A, VECTOR_B)
+    rescaled = FeatureExtractor(SCHEMA_V2, cache_size=1).pair(_rescaled(VECTOR_A, 1), _rescaled(VECTOR_B, 2))
+    assert not np.array_equal(full, rescaled)

@@ -131,3 +131,22 @@ def test_batch_helper_stacks_fragment_windows():
 def test_rejects_a_bad_window_length():
     with pytest.raises(ValueError, match="window length"):
         fragment_windows(Fragment.from_document(_doc(3)), L=0)
+
+
+def test_v3_windows_never_read_tracker_fields():
+    """Under i24-47-v3 (training's sequence_pairs and the runtime both go through schema_fragment) the
+    speed channel comes from positions and confidence is 1, whatever the document's fields hold."""
+    from runtime.features import SCHEMA_V2, SCHEMA_V3, schema_fragment
+
+    doc = _doc(80, seed=3)
+    full = Fragment.from_document(doc)
+    bare = Fragment.from_document({k: v for k, v in doc.items() if k not in ("velocity", "detection_confidence")})
+    w3, m3 = fragment_windows(schema_fragment(full, SCHEMA_V3))
+    w0, m0 = fragment_windows(bare)
+    np.testing.assert_array_equal(w3, w0)
+    np.testing.assert_array_equal(m3, m0)
+    assert (w3[..., CHANNELS.index("confidence")][m3 > 0] == 1.0).all()
+    # v2 keeps the fields, and the test would notice if v3 did too
+    w2, _ = fragment_windows(schema_fragment(full, SCHEMA_V2))
+    assert not np.array_equal(w2, w3)
+    assert schema_fragment(full, SCHEMA_V2) is full

@@ -39,7 +39,12 @@ __all__ = [
 
 MINING_VERSION = "pairs-v2"  # v2 features: vel_ratio speed floor
 DEFAULT_TIME_WIN = 15.0
-DEFAULT_SCHEMA = "i24-47-v2"
+# Models this project trains read positions, times and dimensions only (runtime.features, v3): the
+# tracker-specific fields change between tracker versions and a cost must not depend on them.
+DEFAULT_SCHEMA = "i24-47-v3"
+# Splits whose scenario instances draw their tracker-error model from the simulator's ERROR_RANGES
+# (domain randomisation); the test split stays on the calibrated presets, the nominal tracker.
+RANDOMIZED_SPLITS = ("train", "val", "cal")
 # The Bhattacharyya cone parameters of the reference stitcher_args (REFERENCE.md §2).
 BHAT_PARAM = {"cx": 0.2, "mx": 0.1, "cy": 2.0, "my": 0.1}
 # What ranks training negatives as hard when they are subsampled (`training.train.subsample_negatives`):
@@ -68,6 +73,7 @@ class ScenarioPairs:
     source: np.ndarray
     dropped_short: int = 0
     feature_names: tuple = tuple(FEATURE_NAMES)
+    schema: str = DEFAULT_SCHEMA  # the feature schema of `features`; sequence windows follow it too
 
     def __len__(self) -> int:
         return int(self.a.shape[0])
@@ -81,7 +87,7 @@ class ScenarioPairs:
         """The same fragments with a subset of the pairs."""
         return ScenarioPairs(self.names, self.docs, self.gt, self.a[mask], self.b[mask], self.label[mask],
                              self.gap[mask], self.features[mask], self.bhat[mask], self.source[mask],
-                             self.dropped_short, self.feature_names)
+                             self.dropped_short, self.feature_names, self.schema)
 
     def for_source(self, name: str) -> "ScenarioPairs":
         return self.select(self.source == self.names.index(name))
@@ -169,13 +175,17 @@ def mine_pairs(raw_docs: Sequence[dict], name: str, time_win: float = DEFAULT_TI
         features[rows] = extractor.batch(docs_a, doc_b)
         bhat[rows] = bhat_fn.compute_costs(docs_a, doc_b, time_win, BHAT_PARAM)
     return ScenarioPairs([name], docs, gt, a.astype(np.int64), b.astype(np.int64), label, gap,
-                         features, bhat, np.zeros(a.shape[0], dtype=np.int64), report["dropped_short"])
+                         features, bhat, np.zeros(a.shape[0], dtype=np.int64), report["dropped_short"],
+                         schema=schema)
 
 
 def concat_pairs(parts: Sequence[ScenarioPairs]) -> ScenarioPairs:
     """Concatenate pair sets, offsetting fragment indices and source ids."""
     if not parts:
         raise ValueError("nothing to concatenate")
+    schemas = {part.schema for part in parts}
+    if len(schemas) > 1:
+        raise ValueError(f"cannot concatenate pairs of different feature schemas: {', '.join(sorted(schemas))}")
     names, docs, gt = [], [], []
     cols = {k: [] for k in ("a", "b", "label", "gap", "features", "bhat", "source")}
     dropped = 0
@@ -192,7 +202,7 @@ def concat_pairs(parts: Sequence[ScenarioPairs]) -> ScenarioPairs:
         dropped += part.dropped_short
     return ScenarioPairs(names, docs, gt, *(np.concatenate(cols[k]) for k in
                                             ("a", "b", "label", "gap", "features", "bhat", "source")),
-                         dropped_short=dropped)
+                         dropped_short=dropped, schema=parts[0].schema)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -203,7 +213,9 @@ class DatasetSpec:
     """Scenario instances per split. Splits are by instance (seed), never by pair: no vehicle is on two sides.
 
     Default: train on seeds 11-12, validate (early stopping) on 13, calibrate on 14, test on 15, each with
-    all three presets, so scenario ii is always in the test report.
+    all three presets, so scenario ii is always in the test report. The instances of the `randomized`
+    splits draw their tracker-error model from the simulator's ranges (seeded by the seed), so a model
+    is fitted, stopped and calibrated across trackers, not on one simulated tracker.
     """
 
     presets: tuple = ("i", "ii", "iii")
@@ -215,6 +227,13 @@ class DatasetSpec:
     schema: str = DEFAULT_SCHEMA
     duration: float | None = None  # override the presets' durations (e.g. short runs in tests)
     real_data_dir: str | None = None  # RAW_{s}.json files to split by vehicle instead of simulated seeds
+    randomized: tuple = RANDOMIZED_SPLITS
+
+    def __post_init__(self):
+        unknown = [s for s in self.randomized if s not in SPLITS]
+        if unknown:
+            raise ValueError(f"randomized: unknown split(s) {', '.join(map(repr, unknown))}; splits are "
+                             f"{', '.join(SPLITS)}")
 
     def instances(self, split: str) -> list[tuple[str, int]]:
         seeds = getattr(self, f"{split}_seeds")
@@ -228,15 +247,19 @@ class DatasetSpec:
         return {"source": "simulated", "presets": list(self.presets), "train_seeds": list(self.train_seeds),
                 "val_seeds": list(self.val_seeds), "cal_seeds": list(self.cal_seeds),
                 "test_seeds": list(self.test_seeds), "time_win": self.time_win, "schema": self.schema,
-                "duration": self.duration, "mining_version": MINING_VERSION}
+                "duration": self.duration, "randomized": list(self.randomized), "mining_version": MINING_VERSION}
 
 
 SPLITS = ("train", "val", "cal", "test")
 
 
-def _cache_path(data_dir: str, preset: str, seed: int, spec: DatasetSpec) -> str:
+def _cache_path(data_dir: str, preset: str, seed: int, spec: DatasetSpec, randomize: bool = False) -> str:
+    from . import simulate  # the instance's simulator parameters are part of its identity
+
     key = json.dumps([MINING_VERSION, preset, int(seed), float(spec.time_win), spec.schema,
-                      None if spec.duration is None else float(spec.duration)])
+                      None if spec.duration is None else float(spec.duration),
+                      repr(simulate.resolve_preset(preset, seed, randomize=randomize)),
+                      getattr(simulate, "SIMULATOR_VERSION", None)])
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return os.path.join(data_dir, "pairs", f"{preset}_seed{seed}_{digest}")
 
@@ -250,7 +273,7 @@ def _save_cached(path: str, sp: ScenarioPairs) -> None:
     atomic_write_bytes(path + ".npz", buf.getvalue())
 
 
-def _load_cached(path: str) -> ScenarioPairs | None:
+def _load_cached(path: str, schema: str) -> ScenarioPairs | None:
     if not (os.path.exists(path + ".npz") and os.path.exists(path + ".docs.json")):
         return None
     with np.load(path + ".npz", allow_pickle=False) as z:
@@ -260,20 +283,23 @@ def _load_cached(path: str) -> ScenarioPairs | None:
     n = arrays["a"].shape[0]
     return ScenarioPairs(meta["names"], meta["docs"], meta["gt"], arrays["a"], arrays["b"], arrays["label"],
                          arrays["gap"], arrays["features"], arrays["bhat"], np.zeros(n, dtype=np.int64),
-                         meta["dropped_short"])
+                         meta["dropped_short"], schema=schema)
 
 
-def scenario_instance(data_dir: str, preset: str, seed: int, spec: DatasetSpec, progress: bool = True) -> ScenarioPairs:
-    """Mined pairs of one simulated instance, simulating and mining on first use, cached under data_dir."""
-    path = _cache_path(data_dir, preset, seed, spec)
-    cached = _load_cached(path)
+def scenario_instance(data_dir: str, preset: str, seed: int, spec: DatasetSpec, progress: bool = True,
+                      randomize: bool = False) -> ScenarioPairs:
+    """Mined pairs of one simulated instance, simulating and mining on first use, cached under data_dir.
+
+    `randomize`: the instance's tracker-error model is drawn from the simulator's ranges (seeded)."""
+    path = _cache_path(data_dir, preset, seed, spec, randomize)
+    cached = _load_cached(path, spec.schema)
     if cached is not None:
         return cached
     from .simulate import simulate  # the simulator is only needed when the cache is cold
 
     if progress:
         print(f"  simulating and mining {preset}/seed{seed} ...", file=sys.stderr, flush=True)
-    _, raw = simulate(preset, seed, duration=spec.duration)
+    _, raw = simulate(preset, seed, duration=spec.duration, randomize=randomize)
     sp = mine_pairs(raw, f"{preset}/seed{seed}", spec.time_win, spec.schema)
     _save_cached(path, sp)
     return sp
@@ -288,7 +314,8 @@ def load_dataset(spec: DatasetSpec, data_dir: str = "data", progress: bool = Tru
         return load_real_dataset(spec.real_data_dir, spec.presets, spec.time_win, spec.schema)
     out = {}
     for split in SPLITS:
-        parts = [scenario_instance(data_dir, p, s, spec, progress) for p, s in spec.instances(split)]
+        parts = [scenario_instance(data_dir, p, s, spec, progress, randomize=split in spec.randomized)
+                 for p, s in spec.instances(split)]
         out[split] = concat_pairs(parts)
     return out
 

@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from runtime.features import DEFAULT_SCHEMA, schema_fragment
 from runtime.fragment import Fragment
 from runtime.windows import WINDOW_LENGTH, windows_for_fragments
 from .loop import TensorPairs
@@ -18,7 +19,7 @@ __all__ = ["sequence_pairs"]
 
 
 def sequence_pairs(docs: Sequence[Mapping[str, Any] | Fragment], a: np.ndarray, b: np.ndarray, labels: np.ndarray,
-                   features: np.ndarray, L: int = WINDOW_LENGTH) -> TensorPairs:
+                   features: np.ndarray, L: int = WINDOW_LENGTH, schema: str = DEFAULT_SCHEMA) -> TensorPairs:
     """Training pairs for a sequence model.
 
     Parameters
@@ -28,6 +29,8 @@ def sequence_pairs(docs: Sequence[Mapping[str, Any] | Fragment], a: np.ndarray, 
     labels : (N,) 0/1.
     features : (N, 47) raw `i24-47-v2` pair features (the head standardises them itself).
     L : window length in samples.
+    schema : the model's feature schema; under i24-47-v3 the windows never read the tracker-specific
+        fields (speed from positions, confidence 1), exactly as the runtime serves them.
 
     Returns
     -------
@@ -51,7 +54,8 @@ def sequence_pairs(docs: Sequence[Mapping[str, Any] | Fragment], a: np.ndarray, 
         if n and (index.min() < 0 or index.max() >= len(docs)):
             raise ValueError(f"index {name} out of range for {len(docs)} fragments "
                              f"(min {index.min()}, max {index.max()})")
-    fragments = [doc if isinstance(doc, Fragment) else Fragment.from_document(doc, i) for i, doc in enumerate(docs)]
+    fragments = [schema_fragment(doc if isinstance(doc, Fragment) else Fragment.from_document(doc, i), schema)
+                 for i, doc in enumerate(docs)]
     tails, tail_masks, heads, head_masks = (torch.from_numpy(np.ascontiguousarray(t))
                                             for t in windows_for_fragments(fragments, L))
     return TensorPairs(

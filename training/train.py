@@ -84,7 +84,7 @@ def model_inputs(kind: str, sp: ScenarioPairs, window_length: int = 64):
         return TensorPairs(labels, {"features": torch.as_tensor(sp.features, dtype=torch.float32)})
     from .sequence_data import sequence_pairs
 
-    return sequence_pairs(sp.docs, sp.a, sp.b, labels, sp.features, L=window_length)
+    return sequence_pairs(sp.docs, sp.a, sp.b, labels, sp.features, L=window_length, schema=sp.schema)
 
 
 def evaluate_logits(sp: ScenarioPairs, logits: np.ndarray) -> dict:
