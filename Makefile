@@ -9,7 +9,7 @@ DATA   ?= data
 RUNS   ?= runs
 DEMO_ARTIFACTS ?= artifacts_demo
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench shift install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/latency.py
+
+# Distribution-shift benchmark (benchmarks/results/shift/); SHIFT_ARGS=--quick for a fast look.
+shift: $(STAMP)
+	$(PY) benchmarks/shift.py $(SHIFT_ARGS)
 
 clean:
 	rm -rf $(VENV) $(RUNS) $(DATA) $(DEMO_ARTIFACTS) .pytest_cache
