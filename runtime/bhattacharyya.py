@@ -354,7 +354,7 @@ def _raw_gap(track1: Mapping[str, Any], track2: Mapping[str, Any]) -> float | No
     return gap if math.isfinite(gap) else None
 
 
-@CostFunctionFactory.register("bhattacharyya")
+@CostFunctionFactory.register("bhattacharyya", keys=("cache_size",))
 def _build_from_config(config: Mapping[str, Any], base_dir: str | None = None) -> "BhattacharyyaCostFunction":
     cache_size = config.get("cache_size", 4096)
     if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:

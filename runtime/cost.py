@@ -56,26 +56,82 @@ class StitchCostFunction(ABC):
         return {"type": self.name}
 
 
+# The public I24-postprocessing-lite pipeline's cost blocks (utils/stitch_cost_interface.py): types this
+# runtime does not serve, and keys of its checkpoint-plus-hand-set-scale form. Both get an error that
+# says what to write instead, never a silent reading as this project's shorthand.
+PUBLIC_PIPELINE_TYPES = {
+    "logistic_regression": "lr",
+    "torch_logistic": "lr",
+    "gate_rank": None,
+    "hybrid": None,
+    "pinn": None,
+    "physics_only": None,
+    "heteroscedastic": None,
+}
+PUBLIC_PIPELINE_KEYS = ("checkpoint_path", "model_path", "scaler_path", "scale_factor", "time_penalty",
+                        "use_logit", "logit_offset", "calibration", "calibration_path", "calibration_mode",
+                        "direct_cost", "gate_thresh", "features", "feature_names", "device")
+EXPORTED_KINDS = ("lr", "mlp", "siamese", "tcn", "transformer")
+
+
+def _public_pipeline_error(kind: str, config: Mapping[str, Any]) -> str | None:
+    """The message for a public-pipeline cost block, or None when `config` is not one."""
+    legacy_keys = [k for k in config if k in PUBLIC_PIPELINE_KEYS]
+    lowered = kind.lower()
+    if lowered not in PUBLIC_PIPELINE_TYPES and not legacy_keys:
+        return None
+    target = PUBLIC_PIPELINE_TYPES.get(lowered, lowered)
+    drop = f"; remove {', '.join(legacy_keys)}" if legacy_keys else ""
+    if target is None:
+        return (f"cost_function.type {kind!r} is a cost of the public I24-postprocessing-lite pipeline that this "
+                f"runtime does not serve; write {{\"type\": \"bhattacharyya\"}} or an exported model, "
+                f"{{\"type\": \"tcn\"}} (one of {', '.join(EXPORTED_KINDS)}) or {{\"type\": \"onnx\", "
+                f"\"artifact\": \"<folder written by export-onnx>\"}}{drop}")
+    if target == "onnx":
+        return (f"cost_function keys {', '.join(legacy_keys)} do not apply to an exported artifact, whose output "
+                "already is the cost on the stitch_thresh scale (gap and calibration folded in); write "
+                f"{{\"type\": \"onnx\", \"artifact\": \"<folder written by export-onnx>\"}}{drop}")
+    if target == "bhattacharyya":
+        return (f"cost_function keys {', '.join(legacy_keys)} do not apply to the Bhattacharyya cost (its "
+                "parameters are stitcher_args cx, mx, cy, my); write {\"type\": \"bhattacharyya\"}")
+    what = f"type {kind!r}" + (f" with {', '.join(legacy_keys)}" if legacy_keys else "")
+    return (f"cost_function {what} is the public I24-postprocessing-lite form (a pickled or torch model with a "
+            "hand-set scale_factor/time_penalty); this runtime serves exported ONNX artifacts whose output already "
+            "is the cost on the stitch_thresh scale (gap and calibration folded in, keep stitch_thresh 3 and "
+            f"master_stitch_thresh 4): write {{\"type\": \"{target}\"}} for the shipped model or "
+            f"{{\"type\": \"{target}\", \"artifact\": \"<folder written by export-onnx>\"}} for your own{drop}")
+
+
 class CostFunctionFactory:
     """Builds cost functions from the `cost_function` section of a pp_lite parameters file.
 
-    Cost kinds register a builder under a type name; `create({"type": name, ...})` calls it with the
-    whole section. Unknown types get an error listing the known ones.
+    Cost kinds register a builder under a type name, with the keys their section may hold;
+    `create({"type": name, ...})` checks the keys and calls the builder with the whole section.
+    Unknown types get an error listing the known ones, unknown keys one listing the valid keys, and
+    the public I24-postprocessing-lite pipeline's cost blocks one saying what to write instead.
     """
 
     _builders: dict[str, Callable[[Mapping[str, Any], str | None], StitchCostFunction]] = {}
+    _keys: dict[str, tuple[str, ...] | None] = {}
 
     @classmethod
-    def register(cls, *names: str):
+    def register(cls, *names: str, keys: Sequence[str] | None = None):
+        """Register a builder under `names`; `keys` are the section's keys besides "type" (None: unchecked)."""
         def decorator(builder):
             for name in names:
                 cls._builders[name] = builder
+                cls._keys[name] = None if keys is None else ("type", *keys)
             return builder
         return decorator
 
     @classmethod
     def known_types(cls) -> list[str]:
         return sorted(cls._builders)
+
+    @classmethod
+    def valid_keys(cls, kind: str) -> tuple[str, ...] | None:
+        """The keys a `cost_function` section of type `kind` may hold (None: not checked)."""
+        return cls._keys.get(kind.lower())
 
     @classmethod
     def create(cls, config: Mapping[str, Any] | None, base_dir: str | None = None) -> StitchCostFunction:
@@ -88,6 +144,11 @@ class CostFunctionFactory:
             `{"type": "onnx", "artifact": "artifacts/tcn"}`. None means Bhattacharyya.
         base_dir : str, optional
             Directory that relative artifact paths are resolved against (the config file's folder).
+
+        Raises
+        ------
+        ConfigError
+            Not an object, no type, an unknown type or key, or a public-pipeline cost block.
         """
         if config is None:
             config = {"type": "bhattacharyya"}
@@ -96,9 +157,18 @@ class CostFunctionFactory:
         kind = config.get("type")
         if not isinstance(kind, str):
             raise ConfigError(f"cost_function.type missing or not a string; known types: {', '.join(cls.known_types())}")
+        public = _public_pipeline_error(kind, config)
+        if public is not None:
+            raise ConfigError(f"{public} (known types: {', '.join(cls.known_types())})")
         builder = cls._builders.get(kind.lower())
         if builder is None:
             raise ConfigError(f"unknown cost_function.type {kind!r}; known types: {', '.join(cls.known_types())}")
+        valid = cls.valid_keys(kind)
+        if valid is not None:
+            unknown = [str(k) for k in config if k not in valid]
+            if unknown:
+                raise ConfigError(f"unknown key(s) {', '.join(map(repr, unknown))} in cost_function of type "
+                                  f"{kind!r}; valid keys: {', '.join(valid)}")
         return builder(config, base_dir)
 
 

@@ -232,7 +232,7 @@ class Fragment:
                 kind = "duplicate" if steps[bad] == 0 else "decreasing"
                 raise FragmentError(
                     fid, "timestamp",
-                    f"not strictly increasing ({kind} at sample {bad + 1}: {t[bad]!r} -> {t[bad + 1]!r})", index)
+                    f"not strictly increasing ({kind} at sample {bad + 1}: {float(t[bad])!r} -> {float(t[bad + 1])!r})", index)
         arrays = {}
         for field in ("x_position", "y_position"):
             arr = converted.get(field)

@@ -358,13 +358,15 @@ def read_artifact(folder: str) -> tuple[dict, dict[str, bytes]]:
 
 def resolve_artifact(path: str, base_dir: str | None = None) -> str:
     """An artifact folder named in a config: absolute as is; relative against the config file's folder,
-    then the working directory, then the repository root beside the `runtime` package."""
+    then the working directory, then the repository root beside the `runtime` package (a source
+    checkout), then the `runtime` package itself (an install ships `artifacts/<kind>` as package data)."""
     path = os.path.expanduser(os.fspath(path))
     if os.path.isabs(path):
         return path
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    repo_root = os.path.dirname(package_dir)
     tried = []
-    for root in (base_dir, os.getcwd(), repo_root):
+    for root in (base_dir, os.getcwd(), repo_root, package_dir):
         if root is None:
             continue
         candidate = os.path.abspath(os.path.join(root, path))
@@ -713,7 +715,7 @@ def _cache_size(config: Mapping[str, Any]) -> int:
     return size
 
 
-@CostFunctionFactory.register("onnx", *MODEL_KINDS)
+@CostFunctionFactory.register("onnx", *MODEL_KINDS, keys=("artifact", "cache_size"))
 def _build_from_config(config: Mapping[str, Any], base_dir: str | None = None) -> OnnxCostFunction:
     """`{"type": "onnx", "artifact": DIR}`, or a model kind as shorthand for `artifacts/<kind>`."""
     kind = str(config["type"]).lower()
