@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) -m training.demo --data $(DATA) --runs $(RUNS) --artifacts $(DEMO_ARTIFACTS)
+	$(PY) -m workflows.demo --data $(DATA) --runs $(RUNS) --artifacts $(DEMO_ARTIFACTS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/latency.py

@@ -120,14 +120,17 @@ def _methods(artifacts_dir: str, offline_costs: bool) -> tuple[list[tuple[str, s
     return methods, notes
 
 
-def run_instance(preset: str, seed: int, duration: float | None, methods, params: dict, say) -> list[dict]:
-    """All methods on one simulated scenario instance; one result row per method."""
+def run_instance(preset: str, seed: int, duration: float | None, methods, params: dict, say, bar=None) -> list[dict]:
+    """All methods on one simulated scenario instance; one result row per method (`bar`: a tqdm bar
+    advanced once per method)."""
     t0 = time.perf_counter()
     gt_docs, raw_docs = simulate(preset, seed, duration=duration)
     say(f"{preset}/seed {seed}: {len(gt_docs)} vehicles, {len(raw_docs)} fragments "
         f"(simulated in {time.perf_counter() - t0:.1f} s)")
     rows = []
     for label, solver, opts in methods:
+        if bar is not None:
+            bar.set_postfix_str(f"{preset}/seed {seed}: {label} {solver}")
         start = time.perf_counter()
         summary: dict = {}
         if opts["kind"] == "raw":
@@ -150,6 +153,8 @@ def run_instance(preset: str, seed: int, duration: float | None, methods, params
         rows.append(row)
         say(f"  {label:<22} {solver:<7} MOTA {row['mota']:.3f}  IDF1 {row['idf1']:.3f}  IDsw {row['idsw']:>4}  "
             f"traj/GT {row['traj_per_gt']:.2f}  ({time.perf_counter() - start:.1f} s)")
+        if bar is not None:
+            bar.update(1)
     return rows
 
 
@@ -205,7 +210,9 @@ def render_table(agg: Sequence[Mapping[str, Any]], markdown: bool) -> str:
               type=click.Path(file_okay=False), help="folder for tracking.md and tracking.json")
 def main(presets, seeds, quick, offline_costs, config_path, artifacts_dir, out_dir):
     """Run the tracking-quality benchmark and write its table."""
-    say = lambda line: click.echo(line, err=True)  # noqa: E731
+    from tqdm import tqdm
+
+    say = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731  (keeps the progress bar intact)
     try:
         preset_list = [p.strip() for p in presets.split(",") if p.strip()]
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -223,9 +230,12 @@ def main(presets, seeds, quick, offline_costs, config_path, artifacts_dir, out_d
         say(f"note: {note}")
     start = time.perf_counter()
     rows = []
-    for preset in preset_list:
-        for seed in seed_list:
-            rows.extend(run_instance(preset, seed, duration, methods, params, say))
+    # one bar with ETA over every (scenario instance, method) run
+    with tqdm(total=len(preset_list) * len(seed_list) * len(methods), desc="tracking", unit="run",
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        for preset in preset_list:
+            for seed in seed_list:
+                rows.extend(run_instance(preset, seed, duration, methods, params, say, bar))
     agg = aggregate(rows)
     elapsed = time.perf_counter() - start
     table = render_table(agg, markdown=False)

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
+
+from .fold import prune_unused, push_affine  # one way: fold never imports calibration
 
 __all__ = [
     "REFERENCE_THRESH",
@@ -410,8 +412,6 @@ def fold_calibration(model, logit: str, calibration: Calibration, cost: str = "c
     import onnx
     from onnx import TensorProto, helper
 
-    from .fold import push_affine
-
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -430,27 +430,3 @@ def fold_calibration(model, logit: str, calibration: Calibration, cost: str = "c
     del out.opset_import[:]
     out.opset_import.extend(keep)
     return out
-
-
-def prune_unused(graph, keep: Iterable[str] | None = None) -> None:
-    """Remove nodes, initializers and value_info that do not feed a graph output, or the tensors named
-    in `keep` when given (in place)."""
-    needed = {o.name for o in graph.output} if keep is None else set(keep)
-    keep = []
-    for node in reversed(list(graph.node)):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(i for i in node.input if i)
-            for attr in node.attribute:  # subgraphs read outer-scope names
-                for sub in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
-                    for sn in sub.node:
-                        needed.update(i for i in sn.input if i)
-    keep.reverse()
-    del graph.node[:]
-    graph.node.extend(keep)
-    inits = [i for i in graph.initializer if i.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-    vi = [v for v in graph.value_info if v.name in needed]
-    del graph.value_info[:]
-    graph.value_info.extend(vi)

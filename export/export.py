@@ -146,9 +146,22 @@ def install_artifact(staged: str, out_dir: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _plot(path: str, calibration: Calibration, splits: dict) -> None:
+MODEL_NAMES = {"lr": "logistic regression", "mlp": "MLP", "siamese": "Siamese BiLSTM", "tcn": "TCN",
+               "transformer": "Transformer"}
+
+
+def format_ece(ece: float) -> str:
+    """ECE with two significant figures, so a small ECE never prints as 0.000 (e.g. 0.0042, 3.1e-05)."""
+    if ece is None or not np.isfinite(ece):
+        return "n/a"
+    if ece == 0:
+        return "0"
+    return f"{ece:.2g}" if ece >= 1e-3 else f"{ece:.1e}"
+
+
+def _plot(path: str, kind: str, calibration: Calibration, splits: dict) -> None:
     """Cost histograms of positives and negatives against thresholds 3 and 4 (log y), and a reliability
-    diagram of the calibrated probability, for the calibration and test splits."""
+    diagram of the calibrated probability, for the calibration and test splits; the title names the model."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -185,13 +198,14 @@ def _plot(path: str, calibration: Calibration, splits: dict) -> None:
                 xs.append(prob[sel].mean())
                 ys.append(labels[sel].mean())
         ece = expected_calibration_error(labels, prob)
-        ax.plot(xs, ys, marker=marker, label=f"{name} (ECE {ece:.3f})")
+        ax.plot(xs, ys, marker=marker, label=f"{name} (ECE {format_ece(ece)})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
     ax.set_xlabel("calibrated P(same vehicle) = sigmoid(a z + b)")
     ax.set_ylabel("observed frequency")
     ax.set_title("reliability")
     ax.legend(fontsize=8, loc="upper left")
-    fig.suptitle(f"a={calibration.a:.3g} b={calibration.b:.3g} z*={calibration.z_star:.3g} s={calibration.s:.3g} "
+    fig.suptitle(f"{MODEL_NAMES.get(kind, kind)} ({kind}): calibration folded into the cost.  "
+                 f"a={calibration.a:.3g} b={calibration.b:.3g} z*={calibration.z_star:.3g} s={calibration.s:.3g} "
                  f"T={calibration.T:g} ({calibration.strategy} {calibration.target:g})", fontsize=10)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -200,7 +214,7 @@ def _plot(path: str, calibration: Calibration, splits: dict) -> None:
 def export_artifact(kind: str, run_dir: str, out_dir: str, *, strategy: str = "fpr_ceiling",
                     max_fpr: float = DEFAULT_MAX_FPR, min_precision: float = DEFAULT_MIN_PRECISION,
                     data_dir: str | None = None, min_parity_pairs: int = MIN_PARITY_PAIRS,
-                    say: Callable[[str], None] | None = None) -> dict:
+                    say: Callable[[str], None] | None = None, progress: bool = False) -> dict:
     """Export the trained run `run_dir` of model `kind` to the artifact folder `out_dir`.
 
     Parameters
@@ -211,6 +225,8 @@ def export_artifact(kind: str, run_dir: str, out_dir: str, *, strategy: str = "f
     strategy, max_fpr, min_precision : how the operating point z* is chosen on the calibration split.
     data_dir : where the run's pairs are loaded from (default: the folder recorded in dataset.json).
     min_parity_pairs : the fewest test-split pairs the parity check accepts.
+    say : progress lines.
+    progress : a progress bar with ETA (stderr) over the export's steps and checks.
 
     Returns
     -------
@@ -222,6 +238,24 @@ def export_artifact(kind: str, run_dir: str, out_dir: str, *, strategy: str = "f
         Nothing is installed; a previous artifact at `out_dir` is left as it was.
     """
     say = say or (lambda line: None)
+    from tqdm import tqdm
+
+    from .validate import CHECKS
+
+    # steps: loading the pairs, logit graphs, calibration, checks, manifest; then one per check
+    bar = tqdm(total=len(CHECKS) + 4, desc=f"export {kind}", unit="step", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True, leave=False)
+    try:
+        return _export(kind, run_dir, out_dir, strategy, max_fpr, min_precision, data_dir, min_parity_pairs, say, bar)
+    finally:
+        bar.close()
+
+
+def _export(kind, run_dir, out_dir, strategy, max_fpr, min_precision, data_dir, min_parity_pairs, say, bar) -> dict:
+    def step(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+
     spec = export_spec(kind)
     model, metrics = _trained_model(kind, run_dir)
     data_spec, folder, described = dataset_spec_of_run(run_dir, data_dir, getattr(model, "schema", None))
@@ -231,7 +265,9 @@ def export_artifact(kind: str, run_dir: str, out_dir: str, *, strategy: str = "f
     from training.pairs import load_dataset
 
     say(f"loading the calibration and test splits from {folder} ...")
+    bar.set_postfix_str("loading pairs")
     splits = load_dataset(data_spec, folder, progress=False)
+    step("logit graphs")
     cal_pairs = splits["cal"].select(splits["cal"].trainable)
     test_pairs = splits["test"]
     say(f"  calibration: {len(cal_pairs)} pairs ({int(cal_pairs.label.sum())} positive); "
@@ -239,6 +275,7 @@ def export_artifact(kind: str, run_dir: str, out_dir: str, *, strategy: str = "f
 
     say("exporting the logit graph(s) ...")
     graphs = spec.logit_graphs(model)
+    step("calibration")
     say("fitting the calibration on the calibration split ...")
     cal_logits = spec.framework_logits(model, cal_pairs)
     calibration = fit_calibration(cal_logits, cal_pairs.label, cal_pairs.bhat, strategy, max_fpr, min_precision)
@@ -263,9 +300,11 @@ def export_artifact(kind: str, run_dir: str, out_dir: str, *, strategy: str = "f
                               artifact_dir=staged, min_parity_pairs=min_parity_pairs, time_win=data_spec.time_win)
         candidate.memo["logits_cal"] = cal_logits
         say("validating ...")
-        results = run_checks(candidate, say, skip=("runtime_parity",))
+        step("checks")
+        results = run_checks(candidate, say, skip=("runtime_parity",), bar=bar)
         trainable = test_pairs.label >= 0
-        _plot(os.path.join(staged, PLOT), calibration, {
+        bar.set_postfix_str("calibration.png")
+        _plot(os.path.join(staged, PLOT), kind, calibration, {
             "calibration": (candidate.graph_costs("cal"), cal_pairs.label, calibration.probability(cal_logits)),
             "test": (candidate.graph_costs("test")[trainable], test_pairs.label[trainable],
                      calibration.probability(candidate.framework_logits("test")[trainable])),
@@ -273,8 +312,9 @@ def export_artifact(kind: str, run_dir: str, out_dir: str, *, strategy: str = "f
         manifest = _manifest(kind, spec, model, metrics, run_dir, data_spec, described, signatures, calibration,
                              results)
         _write_manifest(staged, manifest)
+        step("manifest")
         # the last check loads the staged folder exactly as pp_lite will, manifest and checksums included
-        results.update(run_checks(candidate, say, only=("runtime_parity",)))
+        results.update(run_checks(candidate, say, only=("runtime_parity",), bar=bar))
         manifest["parity"]["runtime_max_abs_diff"] = results["runtime_parity"]["max_abs_diff"]
         _write_manifest(staged, manifest)
         install_artifact(staged, out_dir)

@@ -17,10 +17,11 @@ any other (parity on held-out pairs), so a rounding or folding error cannot ship
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Iterable
 
 import numpy as np
 
-__all__ = ["fold_input_scaling", "push_affine"]
+__all__ = ["fold_input_scaling", "push_affine", "prune_unused"]
 
 # Nodes through which an elementwise affine map commutes unchanged (they move or select elements).
 _SHAPE_OPS = frozenset({"Squeeze", "Unsqueeze", "Reshape", "Flatten", "Identity"})
@@ -265,7 +266,29 @@ def fold_input_scaling(model) -> int:
             folded += 1  # the Sub and Div now feed nothing; pruned below
             index = _Index(graph)
     if folded:
-        from .calibration import prune_unused
-
         prune_unused(graph)
     return folded
+
+
+def prune_unused(graph, keep: Iterable[str] | None = None) -> None:
+    """Remove nodes, initializers and value_info that do not feed a graph output, or the tensors named
+    in `keep` when given (in place)."""
+    needed = {o.name for o in graph.output} if keep is None else set(keep)
+    keep = []
+    for node in reversed(list(graph.node)):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+            for attr in node.attribute:  # subgraphs read outer-scope names
+                for sub in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
+                    for sn in sub.node:
+                        needed.update(i for i in sn.input if i)
+    keep.reverse()
+    del graph.node[:]
+    graph.node.extend(keep)
+    inits = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    vi = [v for v in graph.value_info if v.name in needed]
+    del graph.value_info[:]
+    graph.value_info.extend(vi)

@@ -145,10 +145,11 @@ def _check(error: type[ValidationError]):
 
 
 def run_checks(candidate: Candidate, say: Callable[[str], None] | None = None, *, only: tuple = (),
-               skip: tuple = ()) -> dict:
+               skip: tuple = (), bar=None) -> dict:
     """Run the checks in order (all, or `only` those, minus `skip`); return name -> measured figures.
 
     Raises the first failing check's error. `runtime_parity` needs `candidate.artifact_dir` with a manifest.
+    `bar`: a tqdm progress bar, advanced by one per check run (its postfix names the running check).
     """
     unknown = (set(only) | set(skip)) - {name for name, _ in CHECKS}
     if unknown:
@@ -159,7 +160,11 @@ def run_checks(candidate: Candidate, say: Callable[[str], None] | None = None, *
             continue
         if name == "runtime_parity" and candidate.artifact_dir is None:
             continue
+        if bar is not None:
+            bar.set_postfix_str(name)
         results[name] = fn(candidate)
+        if bar is not None:
+            bar.update(1)
         if say:
             say(f"  check {name}: ok")
     return results

@@ -5,8 +5,8 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from training.promote import PromotionRefused, promote
-from training.promote import main as promote_cli
+from workflows.promote import PromotionRefused, promote
+from workflows.promote import main as promote_cli
 from training.runs import analyse_curves, best_run, find_runs
 from training.runs import main as runs_cli
 

@@ -11,7 +11,9 @@ import optuna
 import pytest
 
 from training.pairs import DatasetSpec
-from training.tune import KINDS, StudyMismatch, check_idf1_available, search_space_of, tpr_at_fpr, tune
+from training.tune import KINDS, StudyMismatch, search_space_of, tpr_at_fpr, tune
+from workflows.tune import check_idf1_available
+from workflows.tune import tune as tune_with_export
 
 TINY = dict(presets=("ii",), duration=12.0, train_seeds=(1,), val_seeds=(2,), cal_seeds=(3,), test_seeds=(4,))
 TINY_ARGS = ["--presets", "ii", "--duration", "12", "--train-seeds", "1", "--val-seeds", "2", "--cal-seeds", "3", "--test-seeds", "4"]
@@ -129,16 +131,20 @@ def test_study_runs_prunes_and_resumes(tmp_path, tiny):
 
 def test_idf1_objective_is_explained_when_unavailable_or_scores(tmp_path, tiny):
     spec, data, splits = tiny
+    # the library alone (training never imports export) refuses idf1 and names what runs it
+    with pytest.raises(ValueError, match="workflows.tune"):
+        tune("lr", 1, spec, data, storage=f"sqlite:///{tmp_path / 'lib.sqlite'}", objective="idf1",
+             splits=splits, progress=False, say=quiet)
     try:
         check_idf1_available()
     except ValueError as exc:
         assert "objective idf1 needs" in str(exc)
         with pytest.raises(ValueError, match="objective idf1 needs"):
-            tune("lr", 1, spec, data, storage=f"sqlite:///{tmp_path / 'db.sqlite'}", objective="idf1",
+            tune_with_export("lr", 1, spec, data, storage=f"sqlite:///{tmp_path / 'db.sqlite'}", objective="idf1",
                  splits=splits, progress=False, say=quiet)
         return
-    study = tune("lr", 1, spec, data, storage=f"sqlite:///{tmp_path / 'db.sqlite'}", objective="idf1",
-                 runs_dir=str(tmp_path / "tune"), splits=splits, progress=False, say=quiet)
+    study = tune_with_export("lr", 1, spec, data, storage=f"sqlite:///{tmp_path / 'db.sqlite'}", objective="idf1",
+                             runs_dir=str(tmp_path / "tune"), splits=splits, progress=False, say=quiet)
     assert study.trials[0].state == optuna.trial.TrialState.COMPLETE and 0.0 <= study.best_value <= 1.0
 
 
@@ -146,7 +152,7 @@ def test_idf1_objective_is_explained_when_unavailable_or_scores(tmp_path, tiny):
 def test_two_processes_share_one_sqlite_study(tmp_path, tiny):
     spec, data, _ = tiny  # the fixture filled the pair cache, so the workers only read it
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
-    cmd = [sys.executable, "-c", "from training.tune import main; main(prog_name='tune')",
+    cmd = [sys.executable, "-c", "from workflows.tune import main; main(prog_name='tune')",
            "--model", "lr", "--trials", "2", "--storage", storage, "--study", "shared", "--objective", "ap",
            "--runs-dir", str(tmp_path / "tune"), "--cache", data, *TINY_ARGS]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}

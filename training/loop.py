@@ -248,7 +248,13 @@ def train_model(model: nn.Module, train: PairData, val: PairData, cfg: TrainConf
         order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
         model.train()
         total, count = 0.0, 0
-        for start in range(0, n, cfg.batch_size):
+        batches = range(0, n, cfg.batch_size)
+        if progress:  # a bar with ETA over the epoch's batches, cleared when the epoch line is printed
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                           file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+        for start in batches:
             idx = order[start:start + cfg.batch_size]
             if idx.size < 2:
                 continue  # BatchNorm/LayerNorm statistics need at least two rows
@@ -281,7 +287,7 @@ def train_model(model: nn.Module, train: PairData, val: PairData, cfg: TrainConf
             print(f"epoch {epoch + 1:3d}/{cfg.epochs}  train_loss {row['train_loss']:.4f}  "
                   f"val_loss {metrics['log_loss']:.4f}  val_auc {metrics['roc_auc']:.4f}  "
                   f"val_ap {metrics['average_precision']:.4f}  {row['seconds']:.1f}s"
-                  + ("  *" if best_epoch == epoch else ""), file=sys.stderr, flush=True)
+                  + ("  * best so far" if best_epoch == epoch else ""), file=sys.stderr, flush=True)
         if epoch_callback is not None:
             try:
                 epoch_callback(epoch, metrics)

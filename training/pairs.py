@@ -312,12 +312,17 @@ def load_dataset(spec: DatasetSpec, data_dir: str = "data", progress: bool = Tru
     """
     if spec.real_data_dir:
         return load_real_dataset(spec.real_data_dir, spec.presets, spec.time_win, spec.schema)
-    out = {}
-    for split in SPLITS:
-        parts = [scenario_instance(data_dir, p, s, spec, progress, randomize=split in spec.randomized)
-                 for p, s in spec.instances(split)]
-        out[split] = concat_pairs(parts)
-    return out
+    from tqdm import tqdm
+
+    todo = [(split, p, s) for split in SPLITS for p, s in spec.instances(split)]
+    parts: dict[str, list[ScenarioPairs]] = {split: [] for split in SPLITS}
+    # one bar with ETA over the scenario instances (cached ones take milliseconds)
+    with tqdm(todo, desc="mining pairs", unit="scenario", disable=not progress, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        for split, p, s in bar:
+            bar.set_postfix_str(f"{split} {p}/seed{s}")
+            parts[split].append(scenario_instance(data_dir, p, s, spec, False, randomize=split in spec.randomized))
+    return {split: concat_pairs(parts[split]) for split in SPLITS}
 
 
 def load_real_dataset(data_dir: str, presets: Iterable[str] = ("i", "ii", "iii"), time_win: float = DEFAULT_TIME_WIN,

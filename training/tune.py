@@ -9,30 +9,29 @@ through the loop's `epoch_callback` / `TrainingStopped`. Studies live in any SQL
 opened with `load_if_exists`, so several processes or machines can work on one study, and running the
 command again adds trials instead of starting over. Trial n trains into `<runs-dir>/<study>/trial_<n>`
 with `train_run`, so `runs list/compare/best` and `promote` apply to it unchanged.
+
+This module is the library (spaces, studies, the ap / tpr_at_fpr objectives). The idf1 objective exports
+every trial, so it is wired in from above: `workflows.tune` (the `tune` command) passes `idf1_scorer`.
+`training` never imports `export`.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 import warnings
 from typing import Any, Callable, Mapping
 
-import click
 import numpy as np
 
-from .cli import _spec as spec_from_options
 from .train import DEFAULT_MAX_NEG
-from .cli import data_options
 from .models import TORCH_KINDS, model_module
 from .pairs import BHAT_PARAM, DatasetSpec, ScenarioPairs
 
-__all__ = ["KINDS", "OBJECTIVES", "DEFAULT_STORAGE", "TARGET_FPR", "search_space_of", "tpr_at_fpr",
-           "open_study", "tune", "TrialObjective", "StudyMismatch", "check_idf1_available", "promote_command",
-           "main"]
+__all__ = ["KINDS", "OBJECTIVES", "DEFAULT_STORAGE", "TARGET_FPR", "STITCH_ARGS", "search_space_of", "tpr_at_fpr",
+           "open_study", "tune", "TrialObjective", "StudyMismatch", "promote_command"]
 
 KINDS = ("lr",) + TORCH_KINDS
 OBJECTIVES = {
@@ -47,6 +46,8 @@ TARGET_FPR = 0.005
 STITCH_ARGS = {**BHAT_PARAM, "stitch_thresh": 3.0, "master_stitch_thresh": 4.0}
 FAILED_TRIAL_ERRORS = (ValueError, RuntimeError, FloatingPointError)
 HEARTBEAT_S = 30
+_NEEDS_SCORER = ("the idf1 objective exports every trial: run it with the `tune` command or workflows.tune.tune "
+                 "(training.tune.tune needs idf1_scorer)")
 
 
 class StudyMismatch(ValueError):
@@ -188,22 +189,6 @@ class _ValidationScenario:
             return self._docs
 
 
-def check_idf1_available() -> None:
-    """Raise ValueError naming what the idf1 objective needs and the repository lacks."""
-    import importlib
-
-    missing = []
-    for module, what in (("export.export", "export/export.py (export API)"),
-                         ("runtime.onnx_cost", "runtime/onnx_cost.py"), ("pp_lite", "pp_lite.py"),
-                         ("training.evaluate", "training/evaluate.py (evaluate_tracking)")):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(what)
-    if missing:
-        raise ValueError(f"objective idf1 needs {', '.join(missing)}; use --objective ap or tpr_at_fpr")
-
-
 class TrialObjective:
     """The Optuna objective: sample a configuration, train it into its run folder, score it.
 
@@ -217,12 +202,15 @@ class TrialObjective:
     seed : training seed of every trial (so trials differ by their hyperparameters only).
     max_neg_per_pos, train_overrides : fixed settings applied to every trial (e.g. an epoch cap).
     progress : per-epoch progress of each trial on stderr.
+    idf1_scorer : `idf1_scorer(objective, run_dir) -> IDF1` for the idf1 objective (it exports the run, so
+        it comes from `workflows.tune`, above both training and export).
     """
 
     def __init__(self, kind: str, splits: dict[str, ScenarioPairs], spec: DatasetSpec, data_dir: str, *,
                  objective: str, runs_dir: str, study_name: str, seed: int = 0,
                  max_neg_per_pos: float | None = None, train_overrides: Mapping | None = None,
-                 progress: bool = False, init_features_from: str | None = None):
+                 progress: bool = False, init_features_from: str | None = None,
+                 idf1_scorer: Callable[["TrialObjective", str], float] | None = None):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         self.kind, self.splits, self.spec, self.data_dir = kind, splits, spec, data_dir
@@ -231,6 +219,9 @@ class TrialObjective:
         self.train_overrides = dict(train_overrides or {})
         self.progress = progress
         self.init_features_from = init_features_from
+        if objective == "idf1" and idf1_scorer is None:
+            raise ValueError(_NEEDS_SCORER)
+        self.idf1_scorer = idf1_scorer
         self.space = search_space_of(kind)
         self.scenario = _ValidationScenario(spec) if objective == "idf1" else None
         self._val_inputs: dict[tuple, Any] = {}
@@ -297,27 +288,8 @@ class TrialObjective:
         return split_logits(run_dir, self.splits["val"], self._val_inputs, self._lock)
 
     def idf1(self, run_dir: str) -> float:
-        """Export the run to a temporary artifact, stitch the validation scenario with it, return IDF1."""
-        import pp_lite
-        from export.export import ExportError, export_artifact
-        from export.validate import MIN_PARITY_PAIRS, ValidationError
-        from runtime.onnx_cost import OnnxCostFunction
-
-        from .evaluate import evaluate_tracking
-
-        gt_docs, raw_docs = self.scenario.docs()
-        params = {"time_win": self.spec.time_win, "master_time_win": self.spec.time_win,
-                  "stitcher_mode": "local", "stitcher_args": dict(STITCH_ARGS)}
-        with tempfile.TemporaryDirectory(prefix="tune-idf1-") as tmp:
-            artifact = os.path.join(tmp, self.kind)
-            try:
-                # a throw-away artifact: parity is checked on every test pair there is, however few
-                export_artifact(self.kind, run_dir, artifact, data_dir=self.data_dir,
-                                min_parity_pairs=min(MIN_PARITY_PAIRS, max(1, len(self.splits["test"]))))
-            except (ExportError, ValidationError) as exc:  # the trial fails, the study goes on
-                raise ValueError(f"{run_dir}: export failed its checks ({exc})") from None
-            rec_docs, _ = pp_lite.run(raw_docs, params, cost_fn=OnnxCostFunction(artifact), name=self.scenario.name)
-        return float(evaluate_tracking(gt_docs, rec_docs, hota=False)["idf1"])
+        """IDF1 of pp_lite on the validation scenario with the run exported (`idf1_scorer`)."""
+        return float(self.idf1_scorer(self, run_dir))
 
 
 def _pruner(name: str, startup_trials: int, warmup_epochs: int):
@@ -333,7 +305,8 @@ def tune(kind: str, n_trials: int, spec: DatasetSpec, data_dir: str = "data", *,
          n_jobs: int = 1, runs_dir: str = os.path.join("runs", "tune"), pruner=None, sampler=None,
          seed: int = 0, max_neg_per_pos: float | None = None, train_overrides: Mapping | None = None,
          timeout: float | None = None, splits: dict[str, ScenarioPairs] | None = None,
-         progress: bool = True, say: Callable[[str], None] | None = None, init_features_from: str | None = None):
+         progress: bool = True, say: Callable[[str], None] | None = None, init_features_from: str | None = None,
+         idf1_scorer: Callable[[TrialObjective, str], float] | None = None):
     """Run `n_trials` more trials of the study (created if new) and return the `optuna.Study`.
 
     Parameters
@@ -352,6 +325,7 @@ def tune(kind: str, n_trials: int, spec: DatasetSpec, data_dir: str = "data", *,
     max_neg_per_pos : negative subsampling of the training split (default: the train-* default of `kind`).
     train_overrides : loop settings fixed for every trial, applied over the sampled ones (e.g. {"epochs": 10}).
     init_features_from : sequence kinds: every trial starts from this MLP run (see `train_run`).
+    idf1_scorer : needed by the idf1 objective (`workflows.tune.tune` passes the export-based one).
     timeout : stop starting trials after this many seconds.
     progress : per-trial result lines (and per-epoch lines when n_jobs == 1).
     say : where result lines go (default stderr).
@@ -364,8 +338,8 @@ def tune(kind: str, n_trials: int, spec: DatasetSpec, data_dir: str = "data", *,
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if n_trials < 1 or n_jobs < 1:
         raise ValueError("trials and n_jobs must be >= 1")
-    if objective == "idf1":
-        check_idf1_available()
+    if objective == "idf1" and idf1_scorer is None:
+        raise ValueError(_NEEDS_SCORER)
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     study_name = study_name or f"{kind}-{objective}"
     max_neg = max_neg_per_pos if max_neg_per_pos is not None else DEFAULT_MAX_NEG.get(kind)
@@ -381,7 +355,7 @@ def tune(kind: str, n_trials: int, spec: DatasetSpec, data_dir: str = "data", *,
     objective_fn = TrialObjective(kind, splits, spec, data_dir, objective=objective, runs_dir=runs_dir,
                                   study_name=study_name, seed=seed, max_neg_per_pos=max_neg,
                                   train_overrides=train_overrides, progress=progress and n_jobs == 1,
-                                  init_features_from=init_features_from)
+                                  init_features_from=init_features_from, idf1_scorer=idf1_scorer)
     done_before = len(study.trials)
 
     def on_trial(study_, frozen) -> None:
@@ -403,75 +377,4 @@ def tune(kind: str, n_trials: int, spec: DatasetSpec, data_dir: str = "data", *,
                    catch=FAILED_TRIAL_ERRORS, callbacks=[on_trial])
     return study
 
-
-def _report(study, objective: str) -> None:
-    import optuna
-
-    trials = study.trials
-    count = {s: sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
-    click.echo(f"study {study.study_name}: {len(trials)} trials ({count[optuna.trial.TrialState.COMPLETE]} complete, "
-               f"{count[optuna.trial.TrialState.PRUNED]} pruned, {count[optuna.trial.TrialState.FAIL]} failed)")
-    try:
-        best = study.best_trial
-    except ValueError:
-        click.echo("no complete trial yet")
-        return
-    click.echo(f"best trial {best.number}: {objective} {best.value:.4f}  run {best.user_attrs.get('run_dir')}")
-    for name, value in sorted(best.params.items()):
-        click.echo(f"  {name} = {value}")
-    click.echo(f"promote it with:\n  {promote_command(study)}")
-
-
-@click.command("tune")
-@click.option("--model", "kind", type=click.Choice(KINDS), required=True, help="Model kind to tune.")
-@click.option("--trials", "n_trials", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Trials this command adds to the study (running it again continues the study).")
-@click.option("--storage", default=DEFAULT_STORAGE, show_default=True,
-              help="Optuna storage, any SQLAlchemy URL (e.g. postgresql://user:pass@host/db to share one "
-                   "study between machines).")
-@click.option("--study", "study_name", default=None,
-              help="Study name (default <model>-<objective>); processes naming the same study share it.")
-@click.option("--objective", type=click.Choice(tuple(OBJECTIVES)), default="tpr_at_fpr", show_default=True,
-              help="What to maximise: " + "; ".join(f"{k} = {v}" for k, v in OBJECTIVES.items()) + ".")
-@click.option("--n-jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Trials run in parallel threads of this process.")
-@click.option("--runs-dir", default=os.path.join("runs", "tune"), show_default=True,
-              help="Trial n of study S is written to RUNS_DIR/S/trial_n (a normal run folder).")
-@click.option("--pruner", "pruner_name", type=click.Choice(["median", "none"]), default="median", show_default=True,
-              help="Stop a trial whose validation AP at an epoch is below the median of earlier trials "
-                   "at that epoch (torch models; LR trains in one step).")
-@click.option("--startup-trials", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Trials that always run to the end before the pruner acts.")
-@click.option("--warmup-epochs", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Epochs of every trial the pruner never stops.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Cap on the epochs of every trial (default: the model's).")
-@click.option("--max-neg-per-pos", type=float, default=None,
-              help="Subsample training negatives to at most this many per positive (default: as train-<model>).")
-@click.option("--sampler-seed", type=int, default=None,
-              help="Seed of the TPE sampler (reproducible suggestions; leave unset when several processes "
-                   "share a study, or they suggest the same configurations).")
-@click.option("--timeout", type=float, default=None, help="Stop starting new trials after this many seconds.")
-@click.option("--init-features-from", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Sequence models: every trial starts from this trained MLP run (a feature branch, frozen or "
-                   "fine-tuned as the trial's feature_branch_lr_scale says; see train-tcn --help).")
-@data_options
-def main(kind, n_trials, storage, study_name, objective, n_jobs, runs_dir, pruner_name, startup_trials,
-         warmup_epochs, epochs, max_neg_per_pos, sampler_seed, timeout, init_features_from, **kw):
-    """Tune a model's hyperparameters with Optuna; every trial is a run folder that `runs` and `promote` read."""
-    import optuna
-
-    try:
-        study = tune(kind, n_trials, spec_from_options(kw), kw["cache_dir"], storage=storage, study_name=study_name,
-                     objective=objective, n_jobs=n_jobs, runs_dir=runs_dir,
-                     pruner=_pruner(pruner_name, startup_trials, warmup_epochs),
-                     sampler=optuna.samplers.TPESampler(seed=sampler_seed), seed=kw["seed"],
-                     max_neg_per_pos=max_neg_per_pos, train_overrides={"epochs": epochs} if epochs else None,
-                     timeout=timeout, progress=not kw["quiet"], init_features_from=init_features_from)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc).splitlines()[0]) from None
-    except KeyboardInterrupt:
-        click.echo(f"interrupted; the study keeps its finished trials: run the same command to continue", err=True)
-        sys.exit(130)
-    _report(study, objective)
 

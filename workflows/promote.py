@@ -17,7 +17,7 @@ from typing import Callable
 
 import click
 
-from .runs import load_run
+from training.runs import load_run
 
 __all__ = ["PromotionRefused", "promote", "export_with_checks", "main"]
 
