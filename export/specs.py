@@ -353,6 +353,7 @@ class SequenceSpec(ExportSpec):
 
     def _pair_windows(self, model, pairs, L: int | None = None):
         """Tail windows of every `a` fragment and head windows of every `b` fragment, once per fragment."""
+        from runtime.features import schema_fragment
         from runtime.fragment import Fragment
         from runtime.windows import HEAD, N_CHANNELS, TAIL, fragment_windows
 
@@ -362,7 +363,7 @@ class SequenceSpec(ExportSpec):
         windows = np.zeros((2, used.size, L, N_CHANNELS), dtype=np.float32)
         masks = np.zeros((2, used.size, L), dtype=np.float32)
         for i, f in enumerate(used):
-            w, m = fragment_windows(Fragment.from_document(pairs.docs[int(f)]), L)
+            w, m = fragment_windows(schema_fragment(Fragment.from_document(pairs.docs[int(f)]), pairs.schema), L)
             windows[:, i], masks[:, i] = w, m
         ia = np.array([row[int(f)] for f in pairs.a], dtype=np.int64)
         ib = np.array([row[int(f)] for f in pairs.b], dtype=np.int64)
