@@ -1,8 +1,9 @@
 """pp_lite: the I-24 fragment stitching pipeline, feed -> stitch (min-cost flow) -> write.
 
-    python pp_lite.py i --config parameters_Bhat.json --tag Bhat
+    pp-lite --raw my_fragments.json --cost tcn --out my_rec.json     # any RAW file (installed command)
+    python pp_lite.py i --config parameters_Bhat.json --tag Bhat      # a benchmark scenario
 
-reads `RAW_i.json`, stitches each direction with the cost function the config names, and writes
+The scenario form reads `RAW_i.json`, stitches each direction with the cost function the config names, and writes
 `REC_i_Bhat.json` (a JSON array of trajectory documents in the I-24 schema, each with the
 `fragment_ids` it was stitched from) and `REC_i_Bhat.meta.json` (configuration, counts, skipped
 fragments, timings, objectives). Imports numpy and `runtime` only: it runs on the base install.
@@ -28,8 +29,8 @@ from runtime.resample import DEFAULT_HZ, GRID_TOLERANCE_S
 from runtime.stitcher import (OnlineStitcher, RecordedCostFunction, StitchConfig, StitchStats, offline_stitch,
                               solve_assignment)
 
-__all__ = ["SCENARIOS", "PipelineError", "load_parameters", "run", "assemble_trajectory", "write_outputs",
-           "main"]
+__all__ = ["SCENARIOS", "DEFAULT_PARAMETERS", "PipelineError", "load_parameters", "load_raw_file", "run",
+           "assemble_trajectory", "write_outputs", "write_rec_file", "main"]
 
 SCENARIOS = ("i", "ii", "iii")
 SOLVERS = ("online", "offline")
@@ -384,21 +385,53 @@ def summary_line(summary: Mapping[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- CLI
-def _parser() -> argparse.ArgumentParser:
+# The reference parameters with the Bhattacharyya cost: what `pp-lite --raw FILE` uses without --config.
+DEFAULT_PARAMETERS = {
+    "time_win": 15,
+    "master_time_win": 20,
+    "stitcher_mode": "local",
+    "stitcher_args": {"cx": 0.2, "mx": 0.1, "cy": 2, "my": 0.1, "stitch_thresh": 3, "master_stitch_thresh": 4,
+                      "weight_gain": 1.0, "max_fragment_duration": 60},
+    "cost_function": {"type": "bhattacharyya"},
+}
+
+
+def _version() -> str:
+    from runtime.version import __version__
+
+    return __version__
+
+
+def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="pp_lite.py",
-        description="Stitch the RAW fragments of an I-24 scenario into trajectories with the online "
-                    "min-cost-flow stitcher and the cost function a parameters file names. Writes "
-                    "REC_{scenario}_{tag}.json and REC_{scenario}_{tag}.meta.json.")
-    p.add_argument("scenario", choices=SCENARIOS,
-                   help="benchmark scenario: i free flow, ii snow, iii stop-and-go; reads RAW_{scenario}.json")
-    p.add_argument("--config", required=True,
+        prog=prog,
+        description="Stitch I-24 RAW fragments into trajectories with the online min-cost-flow stitcher and "
+                    "the cost function a parameters file names. Two forms: `pp-lite --raw FILE [--out REC.json]` "
+                    "stitches any RAW file; `pp-lite SCENARIO --config P --tag T` reads RAW_{SCENARIO}.json from "
+                    "--data and writes REC_{SCENARIO}_{T}.json. Each writes a .meta.json beside the REC file.",
+        epilog="Examples: pp-lite --raw my_fragments.json --cost tcn --out my_rec.json; "
+               "python pp_lite.py ii --config parameters_TCN.json --tag TCN --data data")
+    p.add_argument("scenario", nargs="?", choices=SCENARIOS,
+                   help="benchmark scenario (i free flow, ii snow, iii stop-and-go): reads RAW_{scenario}.json from "
+                        "--data; leave out when --raw names the file")
+    p.add_argument("--raw", default=None, metavar="FILE",
+                   help="RAW fragment file to stitch (a JSON array of I-24 fragment documents), any path and name")
+    p.add_argument("--config", default=None,
                    help="parameters file (reference layout: time_win, master_time_win, stitcher_mode, "
-                        "stitcher_args with stitch_thresh/master_stitch_thresh, cost_function), "
-                        "e.g. parameters_Bhat.json")
-    p.add_argument("--tag", required=True, help="label of this run; the output is REC_{scenario}_{tag}.json")
+                        "stitcher_args with stitch_thresh/master_stitch_thresh, cost_function), e.g. "
+                        "parameters_Bhat.json. Required with SCENARIO; with --raw the default is the reference "
+                        "parameters with the Bhattacharyya cost")
+    p.add_argument("--cost", default=None, metavar="TYPE",
+                   help="replace the config's cost_function by {\"type\": TYPE}: bhattacharyya or a shipped model "
+                        "(lr, mlp, siamese, tcn, transformer)")
+    p.add_argument("--tag", default=None,
+                   help="label of this run: the output is REC_{scenario}_{tag}.json (required with SCENARIO; with "
+                        "--raw it names the default output, default: the cost type)")
     p.add_argument("--data", default="data", help="folder holding RAW_{scenario}.json (default: data)")
-    p.add_argument("--out", default=None, help="folder for the REC and meta files (default: the --data folder)")
+    p.add_argument("--out", default=None,
+                   help="with --raw: the REC file to write (default: REC_{name}_{tag}.json beside the RAW file, "
+                        "name = the RAW file's name without RAW_ and .json); with SCENARIO: the folder for the REC "
+                        "and meta files (default: the --data folder)")
     p.add_argument("--solver", choices=SOLVERS, default="online",
                    help="online: min-cost flow in last_timestamp order (the pipeline's way); offline: exact "
                         "optimum of the same objective over all candidate pairs (default: online)")
@@ -414,26 +447,95 @@ def _parser() -> argparse.ArgumentParser:
                    help="stitch one direction only: 1 eastbound, -1 westbound (default: both); run one "
                         "process per direction, with different --tag or --out, to use two cores")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary line")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (0 ok, 1 bad input)."""
-    args = _parser().parse_args(argv)
-    say = None if args.quiet else (lambda line: print(f"pp_lite: {line}", file=sys.stderr, flush=True))
+def load_raw_file(path: str | os.PathLike) -> list:
+    """The fragment documents of a RAW file (a JSON array), with a one-line error when it is not one."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise PipelineError(f"RAW file {path} not found")
     try:
-        params = load_parameters(args.config)
-        base_dir = os.path.dirname(os.path.abspath(args.config))
-        rec_docs, summary = run(args.scenario, params, data_dir=args.data, solver=args.solver,
-                                fill=not args.no_fill, on_bad_fragment=args.on_bad_fragment,
-                                legacy_window=args.legacy_window, base_dir=base_dir, progress=say,
-                                direction=args.direction)
-        summary["config_file"] = os.path.abspath(args.config)
-        rec_path, _ = write_outputs(args.out or args.data, args.scenario, args.tag, rec_docs, summary)
+        with open(path, "rb") as fh:
+            docs = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(docs, list):
+        raise PipelineError(f"{path}: expected a JSON array of fragment documents, got {type(docs).__name__}")
+    return docs
+
+
+def _raw_name(path: str) -> str:
+    stem = os.path.basename(path)
+    for suffix in (".json", ".JSON"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem[4:] if stem.startswith("RAW_") and len(stem) > 4 else stem
+
+
+def _meta_path_for(rec_path: str) -> str:
+    root, ext = os.path.splitext(rec_path)
+    return (root if ext.lower() == ".json" else rec_path) + ".meta.json"
+
+
+def write_rec_file(rec_path: str | os.PathLike, tag: str, rec_docs: list[dict],
+                   summary: Mapping[str, Any]) -> tuple[str, str]:
+    """Write the REC documents to `rec_path` and the summary beside it (`<rec>.meta.json`), atomically."""
+    rec_path = os.fspath(rec_path)
+    meta_path = _meta_path_for(rec_path)
+    t0 = time.perf_counter()
+    atomic_write_text(rec_path, json.dumps(rec_docs, separators=(",", ":")))
+    meta = dict(summary, tag=tag, rec_file=os.path.basename(rec_path))
+    meta["timings"] = dict(summary.get("timings", {}), write_s=time.perf_counter() - t0)
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))
+    return rec_path, meta_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (`pp-lite`, `python pp_lite.py`); returns the exit status (0 ok, 1 bad input)."""
+    prog = "pp-lite" if os.path.basename(sys.argv[0] or "") == "pp-lite" else "pp_lite.py"
+    label = prog.removesuffix(".py")  # the prefix of progress and error lines
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    if (args.scenario is None) == (args.raw is None):
+        parser.error("give either a SCENARIO (i, ii, iii; reads RAW_{scenario}.json from --data) or --raw FILE")
+    if args.scenario is not None:
+        missing = [flag for flag, value in (("--config", args.config), ("--tag", args.tag)) if value is None]
+        if missing:
+            parser.error(f"with a SCENARIO, {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+    say = None if args.quiet else (lambda line: print(f"{label}: {line}", file=sys.stderr, flush=True))
+    try:
+        if args.config is not None:
+            params = load_parameters(args.config)
+            base_dir = os.path.dirname(os.path.abspath(args.config))
+        else:
+            params, base_dir = json.loads(json.dumps(DEFAULT_PARAMETERS)), None
+        if args.cost is not None:
+            params["cost_function"] = {"type": args.cost}
+        common = dict(solver=args.solver, fill=not args.no_fill, on_bad_fragment=args.on_bad_fragment,
+                      legacy_window=args.legacy_window, base_dir=base_dir, progress=say, direction=args.direction)
+        if args.raw is not None:
+            name = _raw_name(args.raw)
+            tag = args.tag or str((params.get("cost_function") or {}).get("type", "rec"))
+            out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.raw)), f"REC_{name}_{tag}.json")
+            if os.path.isdir(out):
+                raise PipelineError(f"--out {out} is a folder; with --raw it names the REC file to write")
+            raw_docs = load_raw_file(args.raw)
+            rec_docs, summary = run(raw_docs, params, name=name, **common)
+            summary["raw_file"] = os.path.abspath(args.raw)
+        else:
+            tag = args.tag
+            rec_docs, summary = run(args.scenario, params, data_dir=args.data, **common)
+        summary["config_file"] = os.path.abspath(args.config) if args.config else None
+        if args.raw is not None:
+            rec_path, _ = write_rec_file(out, tag, rec_docs, summary)
+        else:
+            rec_path, _ = write_outputs(args.out or args.data, args.scenario, tag, rec_docs, summary)
     except (PipelineError, ConfigError, ArtifactError, ValueError, OSError) as exc:  # FragmentError is a ValueError
-        print(f"pp_lite: error: {exc}", file=sys.stderr)
+        print(f"{label}: error: {exc}", file=sys.stderr)
         return 1
-    print(f"pp_lite {summary_line(summary)} -> {rec_path}")
+    print(f"{label} {summary_line(summary)} -> {rec_path}")
     return 0
 
 

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from runtime.version import __version__
+
 from .calibration import DEFAULT_MAX_FPR, DEFAULT_MIN_PRECISION, STRATEGIES
 from .specs import SPECS
 from .validate import MIN_PARITY_PAIRS
@@ -19,7 +21,8 @@ def _one_line(exc: BaseException) -> str:
     return first or type(exc).__name__
 
 
-@click.command("export-onnx")
+@click.command("export-onnx", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", message="%(prog)s, version %(version)s")
 @click.option("--model", "kind", required=True, type=click.Choice(list(SPECS)),
               help="Model kind of the run to export.")
 @click.option("--run", "run_dir", default=None,

@@ -3,11 +3,13 @@
 `compute_cost(track1, track2, TIME_WIN, param) -> float` behind one interface for the
 Bhattacharyya baseline and every exported model; per-fragment work is cached.
 """
+from .version import __version__
 from .cost import INVALID_COST, ConfigError, CostFunctionFactory, StitchCostFunction, load_cost_function
 from .fragment import Fragment, FragmentError, fragment_id, fragment_key
 from .cache import FragmentCache
 
 __all__ = [
+    "__version__",
     "INVALID_COST",
     "ConfigError",
     "CostFunctionFactory",

@@ -218,3 +218,46 @@ def test_hota_plumbing_with_a_stand_in_trackeval(monkeypatch):
                zip(seen["gt_ids"], seen["tracker_ids"], seen["similarity_scores"]))
     assert set(np.concatenate(seen["tracker_ids"]).tolist()) == {0, 1, 2}
     assert "trackeval HOTA" in r["evaluator"]
+
+
+# ---- inputs that cannot be scored: refused (or warned about) before any matching --------------------------
+
+def test_check_inputs_refuses_raw_or_rec_as_gt_and_disjoint_times():
+    from training.evaluate import check_inputs
+
+    gt, rec = scene()
+    assert check_inputs(gt, rec) == []
+    raw = [dict(d, gt_ids=[[{"$oid": "g"}]]) for d in rec]
+    with pytest.raises(ValueError, match=r"GT holds RAW fragments \(\d+ of \d+ documents have gt_ids\), not ground "
+                                         r"truth: pass the fragments pp-lite stitches as --rec"):
+        check_inputs(raw, gt)
+    with pytest.raises(ValueError, match="GT holds REC trajectories .* fragment_ids"):
+        check_inputs([dict(d, fragment_ids=["a"]) for d in rec], gt)
+    later = [dict(d, timestamp=[t + 3600.0 for t in d["timestamp"]]) for d in rec]  # another scenario's clock
+    with pytest.raises(ValueError, match=r"GT \(t 1623877175\.00 to \d+\.\d\d\) and REC \(t 1623880775\.00 to "
+                                         r"\d+\.\d\d\) do not overlap in time"):
+        check_inputs(gt, later)
+    half = [dict(d, timestamp=d["timestamp"][: len(d["timestamp"]) // 3]) for d in rec]
+    for d in half:
+        d["x_position"], d["y_position"] = d["x_position"][: len(d["timestamp"])], d["y_position"][: len(d["timestamp"])]
+    warnings = check_inputs(gt, half)
+    assert len(warnings) == 1 and "REC overlaps only" in warnings[0] and "np." not in warnings[0]
+
+
+def test_cli_refuses_raw_as_gt_and_another_scenarios_file(tmp_path):
+    gt, rec = scene()
+    (tmp_path / "RAW.json").write_text(json.dumps([dict(d, gt_ids=[[{"$oid": "g"}]]) for d in rec]))
+    (tmp_path / "GT.json").write_text(json.dumps(gt))
+    (tmp_path / "OTHER.json").write_text(json.dumps([dict(d, timestamp=[t - 9e6 for t in d["timestamp"]])
+                                                     for d in gt]))
+    res = CliRunner().invoke(main_command(), ["--gt", str(tmp_path / "RAW.json"), "--rec", str(tmp_path / "GT.json")])
+    assert res.exit_code == 1 and "RAW.json holds RAW fragments" in res.output and "MOTA" not in res.output
+    res = CliRunner().invoke(main_command(), ["--gt", str(tmp_path / "GT.json"), "--rec", str(tmp_path / "OTHER.json")])
+    assert res.exit_code == 1 and "do not overlap in time" in res.output and "MOTA" not in res.output
+
+
+def test_cli_version():
+    from runtime import __version__
+
+    res = CliRunner().invoke(main_command(), ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"evaluate, version {__version__}"

@@ -204,3 +204,73 @@ def test_cli_errors_are_one_line(tmp_path):
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1 and "nope" in res.stderr
     res = run_cli("--help")
     assert res.returncode == 0 and "--on-bad-fragment" in res.stdout and "--solver" in res.stdout
+
+
+# ---- any RAW file: --raw FILE [--out FILE], the pp-lite console script's form -----------------------------
+
+def test_raw_file_form_any_name_out_file_and_meta_beside(scenario_dir, tmp_path):
+    raw = tmp_path / "some folder" / "my fragments.json"  # any path and name, not RAW_{s}.json
+    raw.parent.mkdir()
+    raw.write_bytes((scenario_dir / "RAW_ii.json").read_bytes())
+    out = tmp_path / "elsewhere" / "stitched.json"
+    out.parent.mkdir()
+    res = run_cli("--raw", str(raw), "--config", os.path.join(REPO, "parameters_Bhat.json"), "--out", str(out),
+                  "--quiet", cwd=str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    rec = json.loads(out.read_text())
+    meta = json.loads((tmp_path / "elsewhere" / "stitched.meta.json").read_text())
+    assert len(rec) == meta["trajectories_out"] > 0
+    assert meta["raw_file"] == str(raw) and meta["name"] == "my fragments"
+    n_in = len(json.loads(raw.read_text()))
+    assert sum(len(d["fragment_ids"]) for d in rec) + meta["dropped_short"] + len(meta["skipped"]) == n_in
+    # the same stitch as the scenario form on the same fragments
+    res = run_cli("ii", "--config", "parameters_Bhat.json", "--tag", "B", "--data", str(scenario_dir),
+                  "--out", str(tmp_path), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert [d["fragment_ids"] for d in json.loads((tmp_path / "REC_ii_B.json").read_text())] == \
+        [d["fragment_ids"] for d in rec]
+
+
+def test_raw_file_form_defaults_no_config_and_output_beside_the_raw_file(scenario_dir, tmp_path):
+    raw = tmp_path / "RAW_mine.json"
+    raw.write_bytes((scenario_dir / "RAW_ii.json").read_bytes())
+    res = run_cli("--raw", str(raw), "--quiet", cwd=str(tmp_path))  # reference parameters, Bhattacharyya
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((tmp_path / "REC_mine_bhattacharyya.meta.json").read_text())
+    assert meta["cost_function"]["type"] == "bhattacharyya" and meta["config_file"] is None
+    assert meta["parameters"]["stitcher_args"]["stitch_thresh"] == 3
+    assert (tmp_path / "REC_mine_bhattacharyya.json").is_file()
+
+
+def test_raw_file_form_shipped_model_from_another_folder(scenario_dir, tmp_path):
+    raw = tmp_path / "frags.json"
+    raw.write_bytes((scenario_dir / "RAW_ii.json").read_bytes())
+    res = run_cli("--raw", str(raw), "--cost", "mlp", "--tag", "M", "--quiet", cwd=str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((tmp_path / "REC_frags_M.meta.json").read_text())
+    assert meta["cost_function"]["model"] == "mlp" and meta["trajectories_out"] > 0
+
+
+def test_cli_form_errors(tmp_path):
+    res = run_cli("--raw", str(tmp_path / "missing.json"))
+    assert res.returncode == 1 and "missing.json not found" in res.stderr and len(res.stderr.splitlines()) == 1
+    res = run_cli()
+    assert res.returncode == 2 and "either a SCENARIO" in res.stderr
+    res = run_cli("ii", "--raw", "x.json")
+    assert res.returncode == 2 and "either a SCENARIO" in res.stderr
+    res = run_cli("ii", "--config", "parameters_Bhat.json")
+    assert res.returncode == 2 and "--tag is required" in res.stderr
+    (tmp_path / "obj.json").write_text("{}")
+    res = run_cli("--raw", str(tmp_path / "obj.json"))
+    assert res.returncode == 1 and "expected a JSON array" in res.stderr
+    res = run_cli("--raw", str(tmp_path / "obj.json"), "--out", str(tmp_path))
+    assert res.returncode == 1 and "is a folder" in res.stderr
+
+
+def test_version_and_short_help():
+    from runtime import __version__
+
+    res = run_cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"pp_lite.py {__version__}"
+    res = run_cli("-h")
+    assert res.returncode == 0 and "--raw FILE" in res.stdout

@@ -1,16 +1,32 @@
-"""Command-line entry points: train-lr, train-mlp, train-siamese, train-tcn, train-transformer."""
+"""Command-line entry points: train-lr, train-mlp, train-siamese, train-tcn, train-transformer.
+
+Every option is checked before any data is loaded or anything is written (model-config keys and value
+types, feature names, presets), and a run folder that a failed or interrupted command created is
+removed again: a run folder on disk is a finished run.
+"""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import sys
 
 import click
 import numpy as np
 
+from runtime.version import __version__
+
 from .pairs import DEFAULT_TIME_WIN, HARD_NEGATIVES, DatasetSpec
 
-__all__ = ["train_lr", "train_mlp", "train_siamese", "train_tcn", "train_transformer"]
+__all__ = ["train_lr", "train_mlp", "train_siamese", "train_tcn", "train_transformer", "validate_model_config",
+           "validate_features"]
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _version(f):
+    return click.version_option(__version__, "--version", message="%(prog)s, version %(version)s")(f)
 
 
 def _ints(value: str) -> tuple:
@@ -51,6 +67,20 @@ def data_options(f):
 
 
 def _spec(kw) -> DatasetSpec:
+    from .simulate import PRESETS
+
+    presets = tuple(p.strip() for p in kw["presets"].split(",") if p.strip())
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown or not presets:
+        raise click.BadParameter(f"unknown preset(s) {', '.join(map(repr, unknown)) or '(none given)'}; valid "
+                                 f"presets: {', '.join(PRESETS)}", param_hint="--presets")
+    try:
+        return _make_spec(kw)
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _make_spec(kw) -> DatasetSpec:
     return DatasetSpec(presets=tuple(p.strip() for p in kw["presets"].split(",") if p.strip()),
                        train_seeds=_ints(kw["train_seeds"]), val_seeds=_ints(kw["val_seeds"]),
                        cal_seeds=_ints(kw["cal_seeds"]), test_seeds=_ints(kw["test_seeds"]),
@@ -67,12 +97,86 @@ def _report(kind: str, metrics: dict, out: str) -> None:
                    f"{fmt(m['average_precision'])} {fmt(m['accuracy'])} {fmt(m['bhattacharyya']['average_precision'], 8)}")
 
 
+def validate_model_config(kind: str, overrides: dict) -> dict:
+    """Check `--model-config` against model `kind`'s Config before anything is loaded.
+
+    Unknown keys raise with the list of valid ones; a value whose type does not fit the default's
+    (a number for a number, a list of integers for a tuple of widths) raises naming the key.
+    Returns the overrides with lists turned into tuples, as the Config takes them.
+    """
+    from .models import model_module
+
+    if not isinstance(overrides, dict):
+        raise ValueError(f"--model-config must be a JSON object, got {type(overrides).__name__}")
+    config_cls = model_module(kind).Config
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = [k for k in overrides if k not in fields]
+    if unknown:
+        raise ValueError(f"--model-config: unknown key(s) {', '.join(map(repr, unknown))} for {kind}; valid keys: "
+                         f"{', '.join(fields)}")
+    defaults = config_cls()
+    out = {}
+    for key, value in overrides.items():
+        default = getattr(defaults, key)
+        if isinstance(default, tuple):
+            ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            want = "a list of integers"
+            value = tuple(value) if ok else value
+        elif isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        else:
+            ok, want = True, ""
+        if not ok:
+            raise ValueError(f"--model-config: {key} must be {want} (default {json.dumps(default)}), "
+                             f"got {json.dumps(value)}")
+        out[key] = value
+    try:
+        config_cls(**out)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--model-config: {exc}") from None
+    return out
+
+
+def validate_features(names: list[str] | None) -> None:
+    """Feature names for train-lr: every one must be one of the 47 (the error lists them)."""
+    if names:
+        from runtime.features import FEATURE_NAMES
+
+        unknown = [n for n in names if n not in FEATURE_NAMES]
+        if unknown:
+            raise ValueError(f"--features: unknown feature name(s) {', '.join(unknown)}; valid names: "
+                             f"{', '.join(FEATURE_NAMES)} (or 'consensus')")
+
+
+class _RunFolder:
+    """Removes the run folder again if this command created it and did not finish (error or Ctrl-C)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.created = not os.path.exists(path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.created and os.path.isdir(self.path):
+            shutil.rmtree(self.path, ignore_errors=True)
+        return False
+
+
 def _run(kind: str, out: str | None, kw: dict, **train_kw) -> None:
     from .train import train_run
 
     out = out or os.path.join("runs", kind)
+    spec = _spec(kw)
     try:
-        metrics = train_run(kind, out, _spec(kw), kw["cache_dir"], seed=kw["seed"], progress=not kw["quiet"], **train_kw)
+        with _RunFolder(out):
+            metrics = train_run(kind, out, spec, kw["cache_dir"], seed=kw["seed"], progress=not kw["quiet"],
+                                **train_kw)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     _report(kind, metrics, out)
@@ -118,7 +222,11 @@ def _torch_train(kind: str, kw: dict) -> None:
     try:
         model_overrides = json.loads(kw["model_config"]) if kw["model_config"] else {}
     except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"--model-config is not valid JSON: {exc}") from None
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--model-config") from None
+    try:
+        model_overrides = validate_model_config(kind, model_overrides)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     max_neg = kw["max_neg_per_pos"] if kw["max_neg_per_pos"] is not None else DEFAULT_MAX_NEG.get(kind)
     extra = {"init_features_from": kw["init_features_from"]} if kw.get("init_features_from") else {}
     if kw.get("hard_negatives"):
@@ -127,7 +235,8 @@ def _torch_train(kind: str, kw: dict) -> None:
          **extra)
 
 
-@click.command("train-lr")
+@click.command("train-lr", context_settings=CONTEXT)
+@_version
 @data_options
 @click.option("--out", default=None, help="Run folder (default runs/lr).")
 @click.option("--features", "feature_list", default=None,
@@ -143,12 +252,17 @@ def train_lr(out, feature_list, features_npz, holdout_scenario, C, **kw):
     from .lr import CONSENSUS_10
 
     names = list(CONSENSUS_10) if feature_list == "consensus" else _names(feature_list)
+    try:
+        validate_features(names)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     if features_npz:
         from .npz_run import train_lr_npz
 
         out = out or os.path.join("runs", "lr_npz")
         try:
-            metrics = train_lr_npz(features_npz, out, names, holdout_scenario, C=C, seed=kw["seed"])
+            with _RunFolder(out):
+                metrics = train_lr_npz(features_npz, out, names, holdout_scenario, C=C, seed=kw["seed"])
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"lr on {features_npz} ({metrics['protocol']}): test ROC-AUC {metrics['roc_auc']:.4f}, "
@@ -160,7 +274,8 @@ def train_lr(out, feature_list, features_npz, holdout_scenario, C, **kw):
     _run("lr", out, kw, features=names, model_overrides={"C": C})
 
 
-@click.command("train-mlp")
+@click.command("train-mlp", context_settings=CONTEXT)
+@_version
 @data_options
 @torch_options
 @click.option("--init-from", "init_features_from", type=click.Path(file_okay=False, exists=True), default=None,
@@ -171,7 +286,8 @@ def train_mlp(**kw):
     _torch_train("mlp", kw)
 
 
-@click.command("train-siamese")
+@click.command("train-siamese", context_settings=CONTEXT)
+@_version
 @data_options
 @torch_options
 @sequence_options
@@ -180,7 +296,8 @@ def train_siamese(**kw):
     _torch_train("siamese", kw)
 
 
-@click.command("train-tcn")
+@click.command("train-tcn", context_settings=CONTEXT)
+@_version
 @data_options
 @torch_options
 @sequence_options
@@ -189,7 +306,8 @@ def train_tcn(**kw):
     _torch_train("tcn", kw)
 
 
-@click.command("train-transformer")
+@click.command("train-transformer", context_settings=CONTEXT)
+@_version
 @data_options
 @torch_options
 @sequence_options

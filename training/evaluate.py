@@ -26,8 +26,8 @@ import numpy as np
 from runtime.files import atomic_write_bytes, atomic_write_text
 from runtime.fragment import Fragment, FragmentError
 
-__all__ = ["evaluate_tracking", "frame_boxes", "iou_matrix", "MetricsTable", "format_metrics", "plot_time_space",
-           "main"]
+__all__ = ["evaluate_tracking", "check_inputs", "frame_boxes", "iou_matrix", "MetricsTable", "format_metrics",
+           "plot_time_space", "main"]
 
 FRAME_HZ = 25.0
 IOU_THRESHOLD = 0.3
@@ -558,6 +558,57 @@ def plot_time_space(gt_docs: Sequence[Mapping[str, Any]], rec_docs: Sequence[Map
     atomic_write_bytes(path, buf.getvalue())
 
 
+# Fields that only RAW fragment sets (tracker output before stitching) or REC files carry, never GT.
+RAW_FIELDS = ("gt_ids", "local_fragment_id")
+REC_FIELDS = ("fragment_ids",)
+
+
+def _time_span(docs: Sequence[Mapping[str, Any]]) -> tuple[float, float] | None:
+    """(earliest, latest) timestamp over the documents, or None when none has a timestamp."""
+    lo, hi = math.inf, -math.inf
+    for doc in docs:
+        ts = doc.get("timestamp") if isinstance(doc, Mapping) else None
+        if isinstance(ts, (list, tuple)) and ts:
+            try:
+                first, last = float(ts[0]), float(ts[-1])
+            except (TypeError, ValueError):
+                continue
+            lo, hi = min(lo, first, last), max(hi, first, last)
+    return (lo, hi) if lo <= hi else None
+
+
+def check_inputs(gt_docs: Sequence[Mapping[str, Any]], rec_docs: Sequence[Mapping[str, Any]],
+                 gt_name: str = "GT", rec_name: str = "REC") -> list[str]:
+    """Refuse a GT/REC pair that cannot be scored meaningfully; return warnings for doubtful ones.
+
+    Raises ValueError when the GT file holds RAW fragments (`gt_ids`, `local_fragment_id`) or REC
+    trajectories (`fragment_ids`), or when GT and REC do not overlap in time at all (e.g. another
+    scenario's file). Warns when REC covers less than 90% of GT's time span.
+    """
+    warnings = []
+    for fields, what, hint in ((RAW_FIELDS, "RAW fragments", "the fragments pp-lite stitches"),
+                               (REC_FIELDS, "REC trajectories", "a tracker output")):
+        marked = sum(1 for d in gt_docs if isinstance(d, Mapping) and any(f in d for f in fields))
+        if gt_docs and marked * 2 > len(gt_docs):
+            found = sorted({f for d in gt_docs if isinstance(d, Mapping) for f in fields if f in d})
+            raise ValueError(f"{gt_name} holds {what} ({marked} of {len(gt_docs)} documents have "
+                             f"{', '.join(found)}), not ground truth: pass {hint} as --rec and GT_<scenario>.json "
+                             f"as --gt")
+    gt_span, rec_span = _time_span(gt_docs), _time_span(rec_docs)
+    if gt_span is None or rec_span is None:
+        return warnings
+    overlap = min(gt_span[1], rec_span[1]) - max(gt_span[0], rec_span[0])
+    if overlap < 0:
+        raise ValueError(f"{gt_name} (t {gt_span[0]:.2f} to {gt_span[1]:.2f}) and {rec_name} "
+                         f"(t {rec_span[0]:.2f} to {rec_span[1]:.2f}) do not overlap in time; are they from the "
+                         f"same scenario?")
+    gt_len = gt_span[1] - gt_span[0]
+    if gt_len > 0 and overlap < 0.9 * gt_len:
+        warnings.append(f"{rec_name} overlaps only {overlap:.1f} s of {gt_name}'s {gt_len:.1f} s; the rest of the GT "
+                        f"counts as misses")
+    return warnings
+
+
 def _load(path: str) -> list:
     from training.io import load_fragments
     return load_fragments(path)
@@ -575,7 +626,10 @@ def _json_ready(result: Mapping[str, Any]) -> dict:
 def _click_main():
     import click
 
-    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    from runtime.version import __version__
+
+    @click.command("evaluate", context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, "--version", message="%(prog)s, version %(version)s")
     @click.option("--gt", "gt_path", required=True, type=click.Path(dir_okay=False),
                   help="ground-truth trajectories (GT_{scenario}.json, I-24 schema)")
     @click.option("--rec", "rec_path", required=True, type=click.Path(dir_okay=False),
@@ -598,6 +652,8 @@ def _click_main():
                     raise click.ClickException(f"{p} not found")
             gt_docs = _load(gt_path)
             rec_docs = _load(rec_path)
+            for warning in check_inputs(gt_docs, rec_docs, os.path.basename(gt_path), os.path.basename(rec_path)):
+                click.echo(f"evaluate: warning: {warning}", err=True)
             click.echo(f"evaluate: {len(gt_docs)} GT trajectories, {len(rec_docs)} tracker trajectories", err=True)
             result = evaluate_tracking(gt_docs, rec_docs, iou_threshold=iou_threshold, engine=engine,
                                        return_details=plot_path is not None)
@@ -619,7 +675,7 @@ def _click_main():
 
 def main(argv: Sequence[str] | None = None):
     """Console entry point `evaluate` (click)."""
-    return _click_main()(args=argv)
+    return _click_main()(args=argv, prog_name="evaluate")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import click
 
+from runtime.version import __version__
+
 __all__ = ["Run", "CurveReport", "load_run", "find_runs", "analyse_curves", "metric_value", "best_run",
            "compare_table", "plot_curves", "METRICS", "main"]
 
@@ -360,7 +362,8 @@ def plot_curves(runs: Sequence[Run], path: str, k: int = 3) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-@click.group("runs")
+@click.group("runs", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", message="%(prog)s, version %(version)s")
 def main():
     """List, compare and pick run folders (any folder with metrics.json written by train-* or tune)."""
 
