@@ -38,3 +38,8 @@ shift: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(RUNS) $(DATA) $(DEMO_ARTIFACTS) .pytest_cache
+
+# Simulated vs real (../shared/data/training_dataset_advanced.npz) pair features; skips the real side when absent.
+.PHONY: realism
+realism: $(STAMP)
+	$(PY) benchmarks/realism.py
