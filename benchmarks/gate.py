@@ -427,6 +427,7 @@ class GateResult:
     base: str
     notes: list[str]
     wall_s: float = 0.0
+    runtimes: dict[str, str] = field(default_factory=dict)  # side ("A", "B") -> the runtime/__init__.py it imported
 
     @property
     def passed(self) -> bool:
@@ -452,7 +453,7 @@ class GateResult:
 
     def to_json(self) -> dict:
         return {"passed": self.passed, "base": self.base, "wall_s": round(self.wall_s, 2), "notes": self.notes,
-                "checks": [c.to_json() for c in self.checks]}
+                "runtimes": self.runtimes, "checks": [c.to_json() for c in self.checks]}
 
 
 def load_budgets(path: str = BUDGETS_PATH) -> dict:
@@ -602,6 +603,7 @@ def run_gate(base: str | None = None, *, use_base: bool = True, base_root: str |
                 gone = sorted({k[0] for k in a_keys} - {k[0] for k in b_keys})
                 if gone:
                     say(f"note: the change no longer has {', '.join(gone)} (measured in the base only; not gated)")
+            runtimes = {side: w.hello["runtime"] for side, w in (("A", a), ("B", b)) if w is not None}
             _inject(b, a, {s: _expand(inject.get(s, {}), wanted) for s in ("a", "b")}, config, say)
             bar = None
             if progress:
@@ -619,6 +621,7 @@ def run_gate(base: str | None = None, *, use_base: bool = True, base_root: str |
     result.notes[:0] = [f"{n_pairs} pairs, {n_groups} groups of {BATCH}; {config.rounds} rounds; "
                         f"blocks of {config.block} single / {config.batch_block} batch calls per side"]
     result.wall_s = time.perf_counter() - started
+    result.runtimes = runtimes
     return result
 
 
