@@ -85,6 +85,33 @@ def test_fpr_ceiling_takes_the_highest_tpr_within_the_ceiling():
     assert zc[op["index"]] == op["z_star"]  # z* is a real calibration score, never +inf
 
 
+@pytest.mark.parametrize("strategy", ["fpr_ceiling", "precision_floor"])
+def test_ties_in_tpr_go_to_the_lower_fpr(strategy):
+    """The documented rule: among thresholds of equal TPR the one with the lower FPR wins.
+
+    Every positive scores above every negative, so lowering the threshold below the lowest positive
+    (8.0) only adds negatives: thresholds 8.0, 5.0, 4.0, 3.0 all have TPR 1 and FPR 0, 0.1, 0.2, 0.3,
+    all within a loose ceiling (0.5) and above a loose precision floor (0.5). z* must be the lowest
+    positive, never a negative's score.
+    """
+    pos = np.array([12.0, 11.0, 10.0, 9.0, 8.0])
+    neg = np.array([5.0, 4.0, 3.0, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0])
+    zc = np.r_[neg, pos]
+    y = np.r_[np.zeros(neg.size), np.ones(pos.size)].astype(int)
+    op = operating_point(zc, y, strategy, max_fpr=0.5, min_precision=0.5)
+    assert op["tpr"] == 1.0 and op["fpr"] == 0.0 and op["fp"] == 0, op
+    assert op["z_star"] == 8.0 and y[op["index"]] == 1 and zc[op["index"]] == 8.0
+    assert op["precision"] == 1.0 and op["constraint_met"]
+
+
+def test_ties_in_tpr_go_to_the_lower_fpr_with_tied_scores():
+    """Tied scores form one threshold; still, of equal TPR, the lower FPR (1 negative at 7.0, not 5 or 6)."""
+    zc = np.array([9.0, 9.0, 7.0, 7.0, 6.0, 6.0, 6.0, 6.0, 1.0, 0.0])
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    op = operating_point(zc, y, "fpr_ceiling", max_fpr=0.9)
+    assert op["z_star"] == 7.0 and op["tpr"] == 1.0 and op["fp"] == 1
+
+
 def test_precision_floor():
     z, y = _synthetic(seed=1)
     op = operating_point(z, y, "precision_floor", min_precision=0.9)
