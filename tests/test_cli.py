@@ -152,3 +152,25 @@ def test_a_run_that_fails_after_creating_its_folder_removes_it(tmp_path):
     (tmp_path / "runs" / "old" / "keep.txt").write_text("x")
     res = invoke(train_lr, ["--data", "empty", "--out", "runs/old", "--quiet"], tmp_path)
     assert res.exit_code == 1 and (tmp_path / "runs" / "old" / "keep.txt").read_text() == "x"
+
+
+def test_an_interrupted_run_with_resume_state_is_kept(tmp_path, monkeypatch):
+    import training.train
+    from training.cli import train_mlp
+
+    def interrupted(kind, run_dir, *args, **kwargs):
+        os.makedirs(run_dir)
+        with open(os.path.join(run_dir, "dataset.json"), "w") as fh:
+            fh.write("{}")
+        if kwargs.get("seed") == 1:  # killed during the first epoch: no resume state yet
+            raise KeyboardInterrupt
+        with open(os.path.join(run_dir, "last.pt"), "wb") as fh:
+            fh.write(b"state")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.train, "train_run", interrupted)
+    res = invoke(train_mlp, ["--out", "runs/a", "--seed", "1"], tmp_path)
+    assert isinstance(res.exception, KeyboardInterrupt) or res.exit_code == 1
+    assert not (tmp_path / "runs" / "a").exists()
+    res = invoke(train_mlp, ["--out", "runs/b", "--seed", "2"], tmp_path)
+    assert (tmp_path / "runs" / "b" / "last.pt").is_file() and "kept" in res.output

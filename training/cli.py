@@ -153,7 +153,8 @@ def validate_features(names: list[str] | None) -> None:
 
 
 class _RunFolder:
-    """Removes the run folder again if this command created it and did not finish (error or Ctrl-C)."""
+    """Removes the run folder again if this command created it and did not finish (error or Ctrl-C),
+    unless training already wrote its resume state (`last.pt`): then the same command resumes it."""
 
     def __init__(self, path: str):
         self.path = path
@@ -163,7 +164,12 @@ class _RunFolder:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and self.created and os.path.isdir(self.path):
+        if exc_type is None or not self.created or not os.path.isdir(self.path):
+            return False
+        if os.path.isfile(os.path.join(self.path, "last.pt")):
+            click.echo(f"run folder {self.path} kept: it holds the resume state; run the same command again to "
+                       "resume, or delete the folder", err=True)
+        else:
             shutil.rmtree(self.path, ignore_errors=True)
         return False
 
