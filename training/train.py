@@ -194,9 +194,11 @@ def _train_lr(run_dir, spec, splits, train_sp, features, overrides, seed) -> dic
     _write_json(os.path.join(run_dir, "model_config.json"), {"kind": "lr", "C": model.C,
                                                               "class_weight": model.class_weight, "features": names})
     evals = {name: evaluate_logits(sp, model.decision_function(sp.features[:, cols])) for name, sp in splits.items()}
-    plot_evaluation({f"test {p}": (splits["test"].label[m], model.decision_function(splits["test"].features[m][:, cols]))
-                     for p, m in _preset_masks(splits["test"]).items()},
-                    os.path.join(run_dir, "evaluation.png"), "logistic regression, test split")
+    test = splits["test"]
+    plot_evaluation({f"test {p}": (test.label[m], model.decision_function(test.features[m][:, cols]), test.bhat[m])
+                     for p, m in _preset_masks(test).items()},
+                    os.path.join(run_dir, "evaluation.png"), "logistic regression, test split",
+                    calibration=(splits["cal"].label, model.decision_function(splits["cal"].features[:, cols])))
     return _top_level("lr", evals, splits, spec, seed, spec.schema, {"model_config": {"C": model.C, "features": names}})
 
 
@@ -297,15 +299,18 @@ def _train_torch(kind, run_dir, spec, splits, train_sp, model_overrides, train_o
                              sort_keys=True, default=str)
     result = train_model(model, train_data, val_data, cfg, run_dir, progress=progress, epoch_callback=epoch_callback,
                          fingerprint=fingerprint)
-    evals, curves = {}, {}
+    evals, curves, cal = {}, {}, None
     for name, sp in splits.items():
         data = val_data if name == "val" else model_inputs(kind, sp, window)
         logits = predict_logits(model, data)
         evals[name] = evaluate_logits(sp, logits)
         if name == "test":
-            curves = {f"test {p}": (sp.label[m], logits[m]) for p, m in _preset_masks(sp).items()}
-    plot_history(result["history"], os.path.join(run_dir, "curves.png"), f"{kind} training")
-    plot_evaluation(curves, os.path.join(run_dir, "evaluation.png"), f"{kind}, test split")
+            curves = {f"test {p}": (sp.label[m], logits[m], sp.bhat[m]) for p, m in _preset_masks(sp).items()}
+        elif name == "cal":
+            cal = (sp.label, logits)
+    plot_history(result["history"], os.path.join(run_dir, "curves.png"), f"{kind} training",
+                 best_epoch=result["best_epoch"])
+    plot_evaluation(curves, os.path.join(run_dir, "evaluation.png"), f"{kind}, test split", calibration=cal)
     return _top_level(kind, evals, splits, spec, seed, spec.schema, {
         "model_config": asdict(config), "train_config": asdict(cfg),
         "training": {k: result[k] for k in ("best_epoch", "epochs_run", "stopped")},
