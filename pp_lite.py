@@ -18,16 +18,23 @@ import sys
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
+try:
+    import numpy as np
 
-from runtime.cost import ConfigError, StitchCostFunction, load_cost_function
-from runtime.feed import MIN_SAMPLES, prepare_fragments
-from runtime.files import atomic_write_text
-from runtime.fragment import Fragment, FragmentError
-from runtime.onnx_cost import ArtifactError
-from runtime.resample import DEFAULT_HZ, GRID_TOLERANCE_S
-from runtime.stitcher import (OnlineStitcher, RecordedCostFunction, StitchConfig, StitchStats, offline_stitch,
-                              solve_assignment)
+    from runtime.cost import ConfigError, StitchCostFunction, load_cost_function
+    from runtime.feed import MIN_SAMPLES, prepare_fragments
+    from runtime.files import atomic_write_text
+    from runtime.fragment import Fragment, FragmentError
+    from runtime.onnx_cost import ArtifactError
+    from runtime.resample import DEFAULT_HZ, GRID_TOLERANCE_S
+    from runtime.stitcher import (OnlineStitcher, RecordedCostFunction, StitchConfig, StitchStats, offline_stitch,
+                                  solve_assignment)
+except ModuleNotFoundError as _missing:
+    # `python pp_lite.py` run by an interpreter without the package's dependencies: one line, not a traceback
+    if __name__ != "__main__" or (_missing.name or "").split(".")[0] not in ("numpy", "onnxruntime", "runtime"):
+        raise
+    sys.exit(f"pp_lite.py: error: {_missing.name} is not installed for {sys.executable}; run `make` and use "
+             f".venv/bin/python pp_lite.py (or .venv/bin/pp-lite), or `pip install .` first")
 
 __all__ = ["SCENARIOS", "DEFAULT_PARAMETERS", "PipelineError", "load_parameters", "load_raw_file", "run",
            "assemble_trajectory", "write_outputs", "write_rec_file", "main"]

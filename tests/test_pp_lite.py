@@ -274,3 +274,19 @@ def test_version_and_short_help():
     assert res.returncode == 0 and res.stdout.strip() == f"pp_lite.py {__version__}"
     res = run_cli("-h")
     assert res.returncode == 0 and "--raw FILE" in res.stdout
+
+
+def test_script_under_an_interpreter_without_onnxruntime_says_what_to_do():
+    code = ("import sys, runpy\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'onnxruntime':\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "sys.argv = ['pp_lite.py', '--help']\n"
+            "runpy.run_path(%r, run_name='__main__')\n" % os.path.join(REPO, "pp_lite.py"))
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        f"pp_lite.py: error: onnxruntime is not installed for {sys.executable}; run `make` and use "
+        ".venv/bin/python pp_lite.py (or .venv/bin/pp-lite), or `pip install .` first"]
