@@ -147,6 +147,10 @@ def test_a_run_that_fails_after_creating_its_folder_removes_it(tmp_path):
     res = invoke(train_lr, ["--data", "empty", "--out", "runs/lr", "--quiet"], tmp_path)
     assert res.exit_code == 1 and "RAW_i.json not found" in res.output
     assert not (tmp_path / "runs" / "lr").exists()
+    # with --data the presets name RAW_{s}.json files: any name passes the check (and the file is looked for)
+    res = invoke(train_lr, ["--data", "empty", "--presets", "site7", "--out", "runs/x", "--quiet"], tmp_path)
+    assert res.exit_code == 1 and "RAW_site7.json not found" in res.output
+    assert not (tmp_path / "runs" / "x").exists()
     # a folder that existed before is left alone
     (tmp_path / "runs" / "old").mkdir(parents=True)
     (tmp_path / "runs" / "old" / "keep.txt").write_text("x")

@@ -2,7 +2,7 @@
 
 Every option is checked before any data is loaded or anything is written (model-config keys and value
 types, feature names, presets), and a run folder that a failed or interrupted command created is
-removed again: a run folder on disk is a finished run.
+removed again, unless training already wrote its resume state (then the same command resumes it).
 """
 from __future__ import annotations
 
@@ -70,7 +70,8 @@ def _spec(kw) -> DatasetSpec:
     from .simulate import PRESETS
 
     presets = tuple(p.strip() for p in kw["presets"].split(",") if p.strip())
-    unknown = [p for p in presets if p not in PRESETS]
+    # simulated data knows three presets; with --data they name the RAW_{s}.json files, any name
+    unknown = [p for p in presets if p not in PRESETS] if not kw["real_data"] else []
     if unknown or not presets:
         raise click.BadParameter(f"unknown preset(s) {', '.join(map(repr, unknown)) or '(none given)'}; valid "
                                  f"presets: {', '.join(PRESETS)}", param_hint="--presets")
