@@ -256,6 +256,18 @@ def test_cli_refuses_raw_as_gt_and_another_scenarios_file(tmp_path):
     assert res.exit_code == 1 and "do not overlap in time" in res.output and "MOTA" not in res.output
 
 
+def test_cli_warns_when_nothing_matches(tmp_path):
+    gt, rec = scene()
+    elsewhere = [dict(d, y_position=[y + 500.0 for y in d["y_position"]]) for d in rec]  # same times, other road
+    (tmp_path / "GT.json").write_text(json.dumps(gt))
+    (tmp_path / "FAR.json").write_text(json.dumps(elsewhere))
+    res = CliRunner().invoke(main_command(), ["--gt", str(tmp_path / "GT.json"), "--rec", str(tmp_path / "FAR.json")])
+    assert res.exit_code == 0 and "warning: no tracker box matched a GT box (IoU >= 0.3)" in res.output
+    (tmp_path / "REC.json").write_text(json.dumps(rec))
+    res = CliRunner().invoke(main_command(), ["--gt", str(tmp_path / "GT.json"), "--rec", str(tmp_path / "REC.json")])
+    assert res.exit_code == 0 and "warning" not in res.output
+
+
 def test_cli_version():
     from runtime import __version__
 

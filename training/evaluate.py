@@ -661,6 +661,9 @@ def _click_main():
             raise click.ClickException(str(exc)) from None
         click.echo(format_metrics(result, os.path.basename(rec_path)))
         click.echo(f"({result['evaluator']}; {result['frames']} frames in {result['seconds']:.2f} s)")
+        if result["matches"] == 0 and result["gt_boxes"] and rec_docs:
+            click.echo(f"evaluate: warning: no tracker box matched a GT box (IoU >= {iou_threshold:g}); are "
+                       f"{os.path.basename(gt_path)} and {os.path.basename(rec_path)} from the same scenario?", err=True)
         if json_path:
             payload = dict(_json_ready(result), gt=os.path.abspath(gt_path), rec=os.path.abspath(rec_path))
             atomic_write_text(json_path, json.dumps(payload, indent=1))
