@@ -353,12 +353,20 @@ def test_absurd_sizes_a_million_samples_is_a_cost_two_million_and_one_a_clear_er
            "direction": 1, "length": 15.0, "width": 6.0, "height": 5.0}
     b = successor({"timestamp": [t[-1]], "x_position": [big["x_position"][-1]], "direction": 1}, "after", 1.0, 30,
                   speed=0.01)
-    for fn in costs.values():
-        start = time.perf_counter()
+    # Only the junction matters: the same pair with the fragment cut to its last 1000 samples costs the
+    # same (machine-independent evidence that pair work does not grow with the 10^6 samples before;
+    # the time it takes is measured by benchmarks/big_fragment.py, not asserted here).
+    tail = dict(big, _id="long-one-tail", timestamp=t[-1000:], x_position=big["x_position"][-1000:],
+                y_position=big["y_position"][-1000:])
+    for name, fn in costs.items():
         single = fn.compute_cost(big, b, TIME_WIN)
         batch = fn.compute_costs([big], b, TIME_WIN)
-        assert time.perf_counter() - start < 20.0
         assert math.isfinite(single) and batch[0] == pytest.approx(single, abs=1e-9)
+        cut = fn.compute_cost(tail, b, TIME_WIN)
+        if name == "bhattacharyya":
+            assert cut == single
+        else:
+            assert cut == pytest.approx(single, abs=1e-3)
     too_many = MAX_SAMPLES + 1
     t = 1000.0 + np.arange(too_many) / HZ
     huge = dict(big, _id="too-long", timestamp=t)
@@ -369,16 +377,19 @@ def test_absurd_sizes_a_million_samples_is_a_cost_two_million_and_one_a_clear_er
 
 
 def test_a_million_sample_fragment_through_pp_lite_in_bounded_memory(artifact):
-    """In a fresh process: both costs and pp_lite on a 10^6-sample fragment; peak memory over the input's."""
+    """In a fresh process: both costs and pp_lite on a 10^6-sample fragment; what the costs allocate, in bytes
+    counted by tracemalloc (the same on any machine with these versions), stays within a multiple of the input's.
+    Wall time and peak RSS are measured by benchmarks/big_fragment.py, not asserted here."""
     proc = subprocess.run([sys.executable, __file__, "big-fragment", str(artifact)], capture_output=True, text=True,
                           env=CHILD_ENV, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert all(math.isfinite(c) for c in report["costs"].values())
     assert sorted(f for chain in report["chains"] for f in chain) == ["after", "before", "long-one"]
-    assert report["seconds"] < 60
-    # the input itself is ~100 MB of Python floats; everything the runtime and pp_lite add stays below 4x that
-    assert report["peak_mb"] - report["input_mb"] < 4 * max(report["input_mb"] - report["start_mb"], 50), report
+    # the input itself is ~107 MB of Python floats; both costs' transient allocations (arrays converted
+    # from it, fits, features) stay below 3x that (measured 1.5x), and nothing of that size is kept
+    assert report["cost_peak_mb"] - report["input_mb"] < 3 * report["input_mb"], report
+    assert report["cost_kept_mb"] - report["input_mb"] < 0.1 * report["input_mb"], report
 
 
 # ---- pp_lite: fail stops before writing, skip reports everything, nothing valid is lost ----------------
@@ -536,32 +547,28 @@ def test_pp_lite_killed_while_writing_leaves_the_previous_rec(tmp_path, sig):
 
 # ---- drivers of the subprocesses above --------------------------------------------------------------
 
-def _vm(field: str) -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
 def _big_fragment_driver(artifact: str) -> None:
     from runtime.onnx_cost import OnnxCostFunction
 
-    start_mb = _vm("VmRSS")
+    import tracemalloc
+
+    fns = (("bhattacharyya", BhattacharyyaCostFunction()), ("onnx", OnnxCostFunction(artifact)))
+    tracemalloc.start()
     n = 10 ** 6
     big = make_doc("long-one", 1000.0, n, speed=0.01)
     before = make_doc("before", 990.0, 30, x0=0.0)
     after = successor(big, "after", 1.0, 30, speed=0.01)
-    input_mb = _vm("VmRSS")
-    t0 = time.perf_counter()
+    input_mb = tracemalloc.get_traced_memory()[0] / 2 ** 20
+    tracemalloc.reset_peak()
     costs = {}
-    for name, fn in (("bhattacharyya", BhattacharyyaCostFunction()), ("onnx", OnnxCostFunction(artifact))):
+    for name, fn in fns:
         costs[name] = fn.compute_cost(big, after, TIME_WIN)
         costs[name + "_batch"] = float(fn.compute_costs([before, big], after, TIME_WIN)[1])
+    kept, peak = (v / 2 ** 20 for v in tracemalloc.get_traced_memory())
+    tracemalloc.stop()  # pp_lite below is checked for its result only (tracing 10^6 float copies takes minutes)
     rec, _ = pp_lite.run([before, big, after], PARAMS)
     print(json.dumps({"costs": costs, "chains": sorted((r["fragment_ids"] for r in rec), key=lambda c: c[0] != "before"),
-                      "seconds": time.perf_counter() - t0, "start_mb": start_mb, "input_mb": input_mb,
-                      "peak_mb": _vm("VmHWM")}))
+                      "input_mb": input_mb, "cost_peak_mb": peak, "cost_kept_mb": kept}))
 
 
 def _pp_lite_hang_driver(marker: str, argv: list) -> int:
