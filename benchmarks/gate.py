@@ -282,6 +282,7 @@ class Worker:
         self.hello = self._ask({"root": root, "artifacts": artifacts, "workload": workload, "costs": list(costs),
                                 "inject": dict(inject), "references": references})
         if not self.hello.get("ok"):
+            self.close()
             raise RuntimeError(f"gate worker for {root} failed: {self.hello.get('error')}")
 
     def _ask(self, request: dict) -> dict:
@@ -326,7 +327,8 @@ def _inject(b: "Worker", a: "Worker | None", inject: Mapping[str, Mapping[str, M
                 if key in own or list(key) not in b.hello["keys"]:
                     continue
                 n = config.block if metric == "single" else config.batch_block
-                times = [w.block(key, n, k * n) for k in range(7) for w in (sides if k % 2 else sides[::-1])]
+                have = [w for w in sides if list(key) in w.hello["keys"]]
+                times = [w.block(key, n, k * n) for k in range(7) for w in (have if k % 2 else have[::-1])]
                 own[key] = statistics.median(times) / 1e3
     for side, worker in (("a", a), ("b", b)):
         if worker is None:
@@ -584,9 +586,14 @@ def run_gate(base: str | None = None, *, use_base: bool = True, base_root: str |
             workers.append(b)
             a = None
             if where.root is not None:
-                a = Worker(where.root, os.path.join(where.root, "artifacts"), path, wanted, {}, False,
-                           os.path.join(tmp, "a.log"))
-                workers.append(a)
+                try:
+                    a = Worker(where.root, os.path.join(where.root, "artifacts"), path, wanted, {}, False,
+                               os.path.join(tmp, "a.log"))
+                    workers.append(a)
+                except RuntimeError as exc:  # e.g. a base whose runtime does not import here
+                    say(f"note: no base measured ({label}: {str(exc)[:300]}); fallback: each cost against a "
+                        f"same-kind reference workload, budgets x {FALLBACK_TOLERANCE:g}")
+                    label = "none (fallback)"
             for side, w in (("B", b), ("A", a)):
                 if w is not None:
                     for note in w.hello["notes"]:

@@ -108,6 +108,18 @@ def test_fallback_without_a_base_checks_same_kind_ratios_and_catches_a_slowdown(
     assert "none (fallback)" in result.report()
 
 
+def test_a_base_that_cannot_be_imported_falls_back_in_one_line(tmp_path, small_workload):
+    broken = tmp_path / "base"
+    (broken / "runtime").mkdir(parents=True)
+    (broken / "runtime" / "__init__.py").write_text("raise ImportError('this base needs something we lack')\n")
+    lines = []
+    result = gate.run_gate(base_root=str(broken), costs=["bhattacharyya"], workload=small_workload,
+                           config=gate.GateConfig(rounds=3), say=lines.append)
+    notes = [line for line in lines if "no base measured" in line]
+    assert len(notes) == 1 and "this base needs something we lack" in notes[0], lines
+    assert {c.mode for c in result.checks} == {"fallback"} and result.base == "none (fallback)"
+
+
 def test_the_ceiling_fails_in_every_mode(small_workload):
     pairs, _ = small_workload
     result = gate.run_gate(base_root=REPO, costs=["bhattacharyya"], workload=(pairs[:8], []),
