@@ -14,7 +14,7 @@ commit (runtime/ and artifacts/), so the code under test is unchanged and only t
                   all six;                                          expected: >= 19 of 20 caught
 
 Writes benchmarks/results/gate_proof.json and .md (rewritten after every run, so a partial proof
-is kept).
+is kept) and gate_proof.png (every check's ratio per series).
 
     python benchmarks/gate_proof.py                 # 3 x 20 runs
     python benchmarks/gate_proof.py --runs 3        # a quick look
@@ -100,14 +100,50 @@ def _markdown(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(data: dict, path: str) -> None:
+    """gate_proof.png: every check's B/A ratio per series (slowed costs in red), with the 1.2 line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    rng = np.random.default_rng(0)
+    names = list(data["series"])
+    for i, name in enumerate(names):
+        for r in data["series"][name]["runs"]:
+            for c in r["checks"]:
+                slowed = c["cost"] == r.get("expect")
+                ax.scatter(i + rng.uniform(-0.3, 0.3), c["ratio"], s=7, alpha=0.55,
+                           color="tab:red" if slowed else "tab:blue", marker="x" if slowed else "o")
+    ax.axhline(1 + TOLERANCE, color="black", lw=1, ls="--")
+    ax.text(len(names) - 0.5, 1 + TOLERANCE + 0.01, f"fails above {1 + TOLERANCE:g}", ha="right", va="bottom")
+    ax.set_xticks(range(len(names)), [f"{n}\n({len(data['series'][n]['runs'])} runs)" for n in names])
+    ax.set_ylabel("median per-round ratio B / A")
+    ax.set_title("Latency gate proof: blue = checks that must pass, red x = the cost slowed +50% in B")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 @click.command()
 @click.option("--runs", default=20, show_default=True, type=click.IntRange(1, 20), help="Runs per series.")
 @click.option("--series", "only", multiple=True, type=click.Choice(["hog", "slowed_both", "detect"]),
               help="Run only these series (repeatable).")
 @click.option("--out", default=RESULTS, show_default=True, type=click.Path(file_okay=False))
-def main(runs, only, out):
-    """Run the gate's false-alarm and detection series and write gate_proof.json / .md."""
+@click.option("--plot-only", is_flag=True, help="Redraw gate_proof.png from the existing gate_proof.json.")
+def main(runs, only, out, plot_only):
+    """Run the gate's false-alarm and detection series and write gate_proof.json / .md / .png."""
     from tqdm import tqdm
+
+    if plot_only:
+        with open(os.path.join(out, "gate_proof.json"), encoding="utf-8") as fh:
+            plot(json.load(fh), os.path.join(out, "gate_proof.png"))
+        click.echo(f"wrote {os.path.join(out, 'gate_proof.png')}")
+        return
 
     commit = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], check=True, capture_output=True,
                             text=True).stdout.strip()
@@ -155,6 +191,7 @@ def main(runs, only, out):
                 for hog in hogs:
                     hog.kill()
                     hog.wait()
+    plot(data, os.path.join(out, "gate_proof.png"))
     click.echo(_markdown(data))
 
 
