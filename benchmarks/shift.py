@@ -305,43 +305,65 @@ def render_markdown(agg, worst, pairs, costs: Sequence[str], shifts: Sequence[st
 
 
 def heatmap_png(agg, costs: Sequence[str], shifts: Sequence[str], presets: Sequence[str], title: str) -> bytes:
-    """PNG bytes: learned cost x (preset, shift), colour = IDF1 - Bhattacharyya IDF1 (diverging, 0 white)."""
+    """PNG bytes: one panel per preset, learned cost x shift, colour = IDF1 - Bhattacharyya IDF1 (0 white)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
-    learned = [c for c in costs if c != BASELINE]
-    cols = [(p, s) for p in presets for s in shifts]
+    learned = [c for c in costs if c != BASELINE] or [BASELINE]
     index = {(r["preset"], r["shift"], r["cost"]): r.get("d_idf1") for r in agg}
-    data = np.full((len(learned), len(cols)), np.nan)
-    for i, c in enumerate(learned):
-        for j, (p, s) in enumerate(cols):
-            v = index.get((p, s, c))
-            if v is not None:
-                data[i, j] = v
+    data = np.full((len(presets), len(learned), len(shifts)), np.nan)
+    for k, p in enumerate(presets):
+        for i, c in enumerate(learned):
+            for j, s in enumerate(shifts):
+                v = index.get((p, s, c))
+                if v is not None:
+                    data[k, i, j] = v
     finite = data[np.isfinite(data)]
     # Colour saturates at +-0.05 IDF1 so that one large gain does not wash out the losses; numbers are exact.
     span = min(0.05, max(0.01, float(np.max(np.abs(finite))) if finite.size else 0.01))
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(cols) + 2.5), 1.0 + 0.6 * max(len(learned), 1)))
-    im = ax.imshow(data if learned else np.zeros((1, len(cols))), cmap="RdBu", aspect="auto",
-                   norm=TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span))
-    for i in range(data.shape[0]):
-        for j in range(data.shape[1]):
-            if np.isfinite(data[i, j]):
-                ax.text(j, i, f"{100 * data[i, j]:+.1f}", ha="center", va="center", fontsize=6.5,
-                        color="white" if abs(data[i, j]) > 0.6 * span else "black")
-    ax.set_yticks(range(len(learned)), learned)
-    ax.set_xticks(range(len(cols)), [f"{p}: {s}" for p, s in cols], rotation=75, ha="right", fontsize=7)
-    for k in range(1, len(presets)):
-        ax.axvline(k * len(shifts) - 0.5, color="black", lw=1.0)
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label=f"IDF1 - {BASELINE} IDF1 (numbers: x100)", fraction=0.03, pad=0.01, extend="both")
-    fig.tight_layout()
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span)
+    height = 0.9 + len(presets) * (0.45 + 0.32 * len(learned))
+    fig, axes = plt.subplots(len(presets), 1, figsize=(max(7.0, 0.72 * len(shifts) + 2.2), height),
+                             sharex=True, squeeze=False)
+    im = None
+    for k, (p, ax) in enumerate(zip(presets, axes[:, 0])):
+        im = ax.imshow(data[k], cmap="RdBu", aspect="auto", norm=norm)
+        for i in range(len(learned)):
+            for j in range(len(shifts)):
+                v = data[k, i, j]
+                if np.isfinite(v):
+                    ax.text(j, i, f"{100 * v:+.1f}", ha="center", va="center", fontsize=7,
+                            color="white" if abs(v) > 0.6 * span else "black")
+        ax.set_yticks(range(len(learned)), learned, fontsize=8)
+        ax.set_ylabel(f"preset {p}", fontsize=9)
+    axes[-1, 0].set_xticks(range(len(shifts)), list(shifts), rotation=35, ha="right", fontsize=8)
+    axes[0, 0].set_title(title, fontsize=9)
+    fig.colorbar(im, ax=axes[:, 0].tolist(), label=f"IDF1 - {BASELINE} IDF1 (cell text: x100)", fraction=0.025,
+                 pad=0.01, extend="both")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
+    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def _simulator_version() -> str | None:
+    from training import simulate as sim
+    return getattr(sim, "SIMULATOR_VERSION", None)
+
+
+def _git_head() -> str | None:
+    """The repository's HEAD commit and whether the working tree had changes (results depend on both)."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}{' (working tree modified)' if dirty else ''}" if head else None
 
 
 def _json_default(obj):
@@ -377,9 +399,18 @@ def _csv(value: str, what: str) -> list[str]:
               help="parameters file giving thresholds and windows (its cost_function is replaced per cost)")
 @click.option("--out", "out_dir", default=os.path.join(REPO, "benchmarks", "results", "shift"), show_default=True,
               type=click.Path(file_okay=False), help="folder for shift.md, shift.json and shift.png")
-def main(presets, seeds, shifts_opt, costs_opt, artifacts_dir, quick, config_path, out_dir):
+@click.option("--from-json", "from_json", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="run nothing: rewrite the .md and .png next to this earlier shift.json from its numbers")
+def main(presets, seeds, shifts_opt, costs_opt, artifacts_dir, quick, config_path, out_dir, from_json):
     """Run the distribution-shift benchmark and write its tables and heatmap."""
     from tqdm import tqdm
+
+    if from_json:
+        with open(from_json, encoding="utf-8") as fh:
+            payload = json.load(fh)
+        stem = os.path.splitext(os.path.basename(from_json))[0]
+        write_report(payload, os.path.dirname(os.path.abspath(from_json)), stem, write_json=False)
+        return
 
     preset_list = _csv(presets, "--presets")
     bad = [p for p in preset_list if p not in PRESETS]
@@ -433,43 +464,53 @@ def main(presets, seeds, shifts_opt, costs_opt, artifacts_dir, quick, config_pat
                     rows.extend(run_cell(gt_docs, raw_docs, costs, params, preset=preset, seed=seed, shift=shift,
                                          progress=lambda row: bar.update(1)))
     elapsed = time.perf_counter() - start
-
     agg = aggregate(rows)
     add_deltas(agg)
-    worst = worst_cases(agg)
-    pairs = pair_view(agg)
-    stem = "shift_quick" if quick else "shift"
-    command = " ".join(["python", "benchmarks/shift.py", *sys.argv[1:]])
-    header = [
-        f"# Distribution-shift benchmark{' (quick)' if quick else ''}", "",
-        f"Presets {', '.join(preset_list)}; held-out seeds {', '.join(map(str, seed_list))}; scenario length "
-        f"{'%g s' % duration if duration else 'preset default'}; pp_lite online, thresholds from "
-        f"{os.path.basename(config_path)} (stitch_thresh {params['stitcher_args']['stitch_thresh']}, "
-        f"master {params['stitcher_args'].get('master_stitch_thresh')}, time_win {params['time_win']}, "
-        f"mode {params.get('stitcher_mode', 'local')}); costs from {os.path.relpath(os.path.abspath(artifacts_dir), REPO)}.",
-        f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, one worker; "
-        f"total {elapsed:.0f} s ({sim_seconds:.0f} s simulating). Command: `{command}`.", "",
-        "Shifts: " + "; ".join(f"**{s}**: {SHIFTS[s].description}" for s in shift_list) + ".", "",
-    ]
-    if notes:
-        header += ["Left out:", ""] + [f"- {n}" for n in notes] + [""]
-    md = header + render_markdown(agg, worst, pairs, cost_labels, shift_list, preset_list) + \
-        ["", f"![heatmap]({stem}.png)", ""]
-    table = render_markdown(agg, worst, pairs, cost_labels, shift_list, preset_list)
-    click.echo("\n".join(table[:len(worst) + 6]))
-    os.makedirs(out_dir, exist_ok=True)
-    atomic_write_text(os.path.join(out_dir, f"{stem}.md"), "\n".join(md))
     payload = {"presets": preset_list, "seeds": seed_list, "shifts": shift_list, "costs": cost_labels,
-               "duration": duration, "config": os.path.basename(config_path), "command": command,
+               "duration": duration, "quick": bool(quick), "config": os.path.basename(config_path),
+               "thresholds": {"stitch_thresh": params["stitcher_args"]["stitch_thresh"],
+                              "master_stitch_thresh": params["stitcher_args"].get("master_stitch_thresh"),
+                              "time_win": params["time_win"], "mode": params.get("stitcher_mode", "local")},
+               "command": " ".join(["python", "benchmarks/shift.py", *sys.argv[1:]]),
                "artifacts": os.path.relpath(os.path.abspath(artifacts_dir), REPO),
+               "machine": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, one worker",
                "baseline": BASELINE, "tolerance": TOLERANCE, "notes": notes, "seconds": elapsed,
-               "simulate_seconds": sim_seconds,
-               "worst_case": worst, "pair_view": pairs, "aggregate": agg, "rows": rows}
-    atomic_write_text(os.path.join(out_dir, f"{stem}.json"), json.dumps(payload, indent=1, default=_json_default))
-    title = (f"IDF1 - {BASELINE} IDF1 per cost and (preset, shift); seeds {', '.join(map(str, seed_list))}"
+               "simulate_seconds": sim_seconds, "simulator_version": _simulator_version(), "git": _git_head(),
+               "worst_case": worst_cases(agg), "pair_view": pair_view(agg), "aggregate": agg, "rows": rows}
+    write_report(payload, out_dir, "shift_quick" if quick else "shift", write_json=True)
+
+
+def write_report(payload: Mapping[str, Any], out_dir: str, stem: str, write_json: bool) -> None:
+    """Write `stem`.md and `stem`.png (and `stem`.json when `write_json`) from a benchmark payload."""
+    agg, worst, pairs = payload["aggregate"], payload["worst_case"], payload["pair_view"]
+    costs, shifts, presets = payload["costs"], payload["shifts"], payload["presets"]
+    th = payload.get("thresholds") or {}
+    duration = payload.get("duration")
+    header = [
+        f"# Distribution-shift benchmark{' (quick)' if payload.get('quick') else ''}", "",
+        f"Presets {', '.join(presets)}; held-out seeds {', '.join(map(str, payload['seeds']))}; scenario length "
+        f"{'%g s' % duration if duration else 'preset default'}; pp_lite online, thresholds from "
+        f"{payload.get('config')} (stitch_thresh {th.get('stitch_thresh', '?')}, master "
+        f"{th.get('master_stitch_thresh', '?')}, time_win {th.get('time_win', '?')}, mode {th.get('mode', '?')}); "
+        f"costs from {payload.get('artifacts')}.",
+        f"Machine: {payload.get('machine', '?')}; total {payload['seconds']:.0f} s "
+        f"({payload.get('simulate_seconds', 0):.0f} s simulating). Command: `{payload.get('command')}`. "
+        f"Simulator {payload.get('simulator_version') or '?'}, code {payload.get('git') or '?'}.", "",
+        "Shifts: " + "; ".join(f"**{s}**: {SHIFTS[s].description}" for s in shifts if s in SHIFTS) + ".", "",
+    ]
+    if payload.get("notes"):
+        header += ["Notes:", ""] + [f"- {n}" for n in payload["notes"]] + [""]
+    body = render_markdown(agg, worst, pairs, costs, shifts, presets)
+    click.echo("\n".join(body[:len(worst) + 6]))
+    os.makedirs(out_dir, exist_ok=True)
+    atomic_write_text(os.path.join(out_dir, f"{stem}.md"), "\n".join(header + body + ["", f"![heatmap]({stem}.png)", ""]))
+    if write_json:
+        atomic_write_text(os.path.join(out_dir, f"{stem}.json"), json.dumps(payload, indent=1, default=_json_default))
+    title = (f"IDF1 - {BASELINE} IDF1 per cost, preset and shift; seeds {', '.join(map(str, payload['seeds']))}"
              f"{', %g s scenarios' % duration if duration else ''}")
-    atomic_write_bytes(os.path.join(out_dir, f"{stem}.png"), heatmap_png(agg, cost_labels, shift_list, preset_list, title))
-    click.echo(f"wrote {os.path.join(out_dir, stem)}.md, .json and .png ({elapsed:.0f} s)", err=True)
+    atomic_write_bytes(os.path.join(out_dir, f"{stem}.png"), heatmap_png(agg, costs, shifts, presets, title))
+    click.echo(f"wrote {os.path.join(out_dir, stem)}.md{', .json' if write_json else ''} and .png "
+               f"({payload['seconds']:.0f} s)", err=True)
 
 
 if __name__ == "__main__":

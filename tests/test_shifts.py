@@ -267,7 +267,8 @@ def test_costs_are_finite_without_tracker_fields(candidate_groups, key, config):
             np.testing.assert_allclose(batch, single, rtol=1e-4, atol=1e-3, err_msg=f"{key} {variant}")
             batch_all.append(batch)
         costs = np.concatenate(batch_all)
-        assert (costs < INVALID_COST).all() and np.ptp(costs) > 0, (key, variant)
+        valid = costs[costs < INVALID_COST]       # INVALID_COST (finite) is allowed, e.g. touching fragments
+        assert valid.size >= 0.95 * costs.size and np.ptp(valid) > 0, (key, variant)
 
 
 # ------------------------------------------------------------------------------------ the benchmark
@@ -362,4 +363,12 @@ def test_cli_quick_run_writes_tables_and_heatmap(tmp_path):
     assert payload["costs"] == ["Bhat"] and payload["shifts"] == ["nominal", "velocity_absent"]
     assert len(payload["rows"]) == 2 and all(0 < row["idf1"] <= 1 for row in payload["rows"])
     assert (tmp_path / "shift_quick.png").read_bytes()[:4] == b"\x89PNG"
-    assert "Pair view" in (tmp_path / "shift_quick.md").read_text()
+    md = (tmp_path / "shift_quick.md").read_text()
+    assert "Pair view" in md and "| nominal |" in md
+    # --from-json rewrites the report from the numbers alone
+    (tmp_path / "shift_quick.md").unlink()
+    (tmp_path / "shift_quick.png").unlink()
+    r = CliRunner().invoke(bench.main, ["--from-json", str(tmp_path / "shift_quick.json")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "shift_quick.md").read_text() == md
+    assert (tmp_path / "shift_quick.png").read_bytes()[:4] == b"\x89PNG"

@@ -111,7 +111,8 @@ SHIFTS: dict[str, Shift] = {s.name: s for s in (
     Shift("speed_regime_swap", "simulator",
           "another preset's speed regime (desired speeds, IDM, stop waves): i<-iii, ii<-i, iii<-i"),
     Shift("error_model_outside", "simulator",
-          f"every tracker-error parameter at {OUTSIDE_RANGE_FACTOR:g}x the upper end of its training range"),
+          f"the tracker's noise and error-rate parameters each at {OUTSIDE_RANGE_FACTOR:g}x the upper end of its "
+          "training range (ERROR_RANGES)"),
 )}
 SHIFT_NAMES = tuple(SHIFTS)
 DOCUMENT_SHIFTS = tuple(n for n, s in SHIFTS.items() if s.kind == "documents")
