@@ -4,9 +4,12 @@ simulate the three I-24 scenarios -> mine candidate pairs -> train LR, MLP, Siam
 export each with calibration folded in -> stitch the held-out scenarios with pp_lite -> evaluate -> a
 short summary (headline table, what it means, where every picture is).
 
-    python -m workflows.demo                 # the default schedule: all five models, <= 15 min on 2 cores
-    python -m workflows.demo --full          # the full schedule: two training seeds, more epochs (~40 min)
-    python -m workflows.demo --tiny          # a smoke run: few-second scenarios, 1 epoch, tiny models
+\b
+    python -m workflows.demo            # the default schedule: all five models, fewer epochs and samples
+    python -m workflows.demo --full     # the full schedule: two training seeds, more epochs
+    python -m workflows.demo --tiny     # a smoke run: a 10 s scenario ii, tiny models (what the test runs)
+
+Measured running times and memory are in docs/demo.md.
 
 Exported models go to a separate folder (default artifacts_demo/), never over the shipped artifacts/.
 Everything the demo writes is a normal run folder / artifact: `runs`, `promote` and `pp_lite` read them.
@@ -45,14 +48,19 @@ class Profile:
     max_neg: Mapping[str, float] = field(default_factory=dict)            # per kind: training negatives per positive
     duration: float | None = None               # scenario length of the held-out stitching (None: presets')
     small_parity: bool = False                  # accept parity on however few test pairs there are
+    # validation pairs used for early stopping: all positives and at most this many negatives per positive
+    # (None: the natural ratio). Calibration and test always keep the natural ratio.
+    val_neg_per_pos: float | None = None
 
 
 PROFILES = {
     "default": Profile(
-        "default", "one training seed, MLP 8 epochs, sequence models 2 epochs on 2 negatives per positive",
+        "default", "one training seed, MLP 6 epochs, sequence models 1 epoch on 1 negative per positive, "
+                   "early stopping on all validation positives and 20 negatives per positive",
         data={"train_seeds": (11,)},
-        train={"mlp": {"epochs": 8}, **{k: {"epochs": 2} for k in SEQUENCE}},
-        max_neg={"mlp": 30.0, **{k: 2.0 for k in SEQUENCE}}),
+        train={"mlp": {"epochs": 6}, **{k: {"epochs": 1} for k in SEQUENCE}},
+        max_neg={"mlp": 30.0, **{k: 1.0 for k in SEQUENCE}},
+        val_neg_per_pos=20.0),
     "full": Profile(
         "full", "two training seeds, MLP 12 epochs, sequence models 4 epochs (the schedule of earlier demos)",
         data={},
@@ -96,16 +104,20 @@ class Stages:
         self.rows: list[dict] = []
         self.start = time.perf_counter()
         self._t = self.start
+        self._cpu = time.process_time()
         self._name: str | None = None
 
     def begin(self, name: str, line: str) -> None:
         self._close()
-        self._name, self._t = name, time.perf_counter()
+        self._name, self._t, self._cpu = name, time.perf_counter(), time.process_time()
         _say(f"== {line}")
 
     def _close(self) -> None:
         if self._name is not None:
+            # CPU seconds (all threads of this process) next to wall seconds: on a busy machine the wall time
+            # grows with the load, the CPU time much less
             self.rows.append({"stage": self._name, "seconds": round(time.perf_counter() - self._t, 1),
+                              "cpu_seconds": round(time.process_time() - self._cpu, 1),
                               "peak_rss_mb": round(peak_rss_mb()["self"], 0)})
             self._name = None
 
@@ -285,6 +297,12 @@ def run_demo(data_dir: str = "data", runs_dir: str = "runs", artifacts_dir: str 
     for name, sp in splits.items():
         s = sp.summary()
         say(f"  {name:5s} {s['pairs']:6d} pairs, {s['positives']:5d} positive, natural ratio {s['neg_per_pos']}:1")
+    if prof.val_neg_per_pos:
+        from training.train import subsample_negatives
+
+        splits["val"] = subsample_negatives(splits["val"], prof.val_neg_per_pos, seed=0)
+        say(f"  early stopping on {len(splits['val'])} validation pairs (all positives, {prof.val_neg_per_pos:g} "
+            "negatives per positive); calibration and test keep the natural ratio")
 
     stages.begin("train", "3/5 train " + ", ".join(kinds) + f" ({prof.name} schedule: {prof.about})")
     trained = {}
@@ -359,9 +377,10 @@ def _write_summary(runs_dir: str, summary: Mapping) -> None:
 
 def render_summary(summary: Mapping) -> str:
     stages = ", ".join(f"{r['stage']} {r['seconds']:.0f} s" for r in summary["stages"])
+    cpu = sum(r.get("cpu_seconds", 0) for r in summary["stages"])
     lines = [
         f"Demo ({summary['profile']['name']} schedule) finished in {summary['seconds'] / 60:.1f} min ({stages}); "
-        f"peak memory {summary['peak_rss_mb']['self']:.0f} MB.",
+        f"{cpu / 60:.1f} CPU-min; peak memory {summary['peak_rss_mb']['self']:.0f} MB.",
         "",
         f"Tracking on the held-out seed {summary['seed']} (pp_lite, thresholds 3 / 4; IDF1 higher is better, "
         "IDsw = identity switches, lower is better):",
