@@ -353,20 +353,18 @@ def test_absurd_sizes_a_million_samples_is_a_cost_two_million_and_one_a_clear_er
            "direction": 1, "length": 15.0, "width": 6.0, "height": 5.0}
     b = successor({"timestamp": [t[-1]], "x_position": [big["x_position"][-1]], "direction": 1}, "after", 1.0, 30,
                   speed=0.01)
-    # Only the junction matters: the same pair with the fragment cut to its last 1000 samples costs the
-    # same (machine-independent evidence that pair work does not grow with the 10^6 samples before;
-    # the time it takes is measured by benchmarks/big_fragment.py, not asserted here).
+    # Bhattacharyya reads only the junction: the same pair with the fragment cut to its last 1000 samples
+    # costs exactly the same (machine-independent evidence that its pair work does not grow with the 10^6
+    # samples before; learned features may summarise the whole fragment). The time it takes is measured
+    # by benchmarks/big_fragment.py, not asserted here.
     tail = dict(big, _id="long-one-tail", timestamp=t[-1000:], x_position=big["x_position"][-1000:],
                 y_position=big["y_position"][-1000:])
     for name, fn in costs.items():
         single = fn.compute_cost(big, b, TIME_WIN)
         batch = fn.compute_costs([big], b, TIME_WIN)
         assert math.isfinite(single) and batch[0] == pytest.approx(single, abs=1e-9)
-        cut = fn.compute_cost(tail, b, TIME_WIN)
         if name == "bhattacharyya":
-            assert cut == single
-        else:
-            assert cut == pytest.approx(single, abs=1e-3)
+            assert fn.compute_cost(tail, b, TIME_WIN) == single
     too_many = MAX_SAMPLES + 1
     t = 1000.0 + np.arange(too_many) / HZ
     huge = dict(big, _id="too-long", timestamp=t)
