@@ -19,7 +19,7 @@ side by side:
 A check (one cost, `single` = warm compute_cost of one pair, `batch32` = warm compute_costs of 32
 candidates, per pair) FAILS only when B is slower than A consistently: the median of the per-round
 ratios is above 1 + TOLERANCE *and* B was slower in enough rounds for a one-sided sign test at
-p < SIGN_ALPHA (16 of 20 rounds). A 1.5x regression fails; noise and machine mix do not.
+p < SIGN_ALPHA (22 of the default 30 rounds). A 1.5x regression fails; noise and machine mix do not.
 
 Where no base can be measured (no git, a shallow clone without HEAD~1, a base without runtime/ or
 without that cost), the gate says so in one line and falls back, per cost, to a check that does
@@ -64,7 +64,8 @@ if REPO not in sys.path:  # run as a script from anywhere
 
 from benchmarks.gate_worker import (BATCH, METRICS, MODEL_KINDS, PARAM, REFERENCE_KIND, OnnxReference,  # noqa: E402
                                     PythonReference, ReferenceWorkload, Slowed, tiny_mlp_onnx)
-from benchmarks.pairs import TIME_WIN, candidate_groups, sample_pairs, scenario_fragments, stitcher_queries  # noqa: E402
+from benchmarks.pairs import (TIME_WIN, candidate_groups, sample_pairs, scenario_fragments,  # noqa: E402
+                              stitcher_queries)
 from runtime.files import atomic_write_text  # noqa: E402
 
 __all__ = ["TOLERANCE", "SIGN_ALPHA", "FALLBACK_TOLERANCE", "BUDGETS_PATH", "INJECT_ENV", "GateConfig", "GateResult",
@@ -702,7 +703,7 @@ def main(base, no_base, base_root, change_root, artifacts, budgets_path, only, r
     the base's runtime/ and artifacts/ are exported with `git archive` to a temp folder, each side
     runs in its own worker process with this harness, and timed blocks alternate A B | B A | ...
     per cost and metric. A check fails when the median per-round B/A ratio exceeds 1.2 and B was
-    slower in enough rounds for a sign test (p < 0.01; 16 of 20). Where no base can be measured the
+    slower in enough rounds for a sign test (p < 0.01; 22 of the default 30). Where no base can be measured the
     gate says so and checks each cost against a reference workload of its own kind instead
     (budgets.json). A warm median above 1000 us per pair fails in every mode.
 

@@ -50,7 +50,7 @@ def test_every_listed_file_matches_its_checksum(shipped):
 
 
 def _calibration_graph(folder: str, manifest: dict):
-    """The shipped graph's calibration tail (`logit` -> `cost`) as a session, and `feed(z)`: the tensor for raw logits z.
+    """`run(z)`: the shipped graph's own calibration tail (`logit` -> `cost`) on raw logits z.
 
     Export may fold the map's linear step into the model's last layer (`fold_calibration`); the tensor
     named `logit` then holds v = v0 - v1 z already, and `feed` applies the manifest's v0, v1.
