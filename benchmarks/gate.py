@@ -78,8 +78,10 @@ __all__ = ["TOLERANCE", "SIGN_ALPHA", "FALLBACK_TOLERANCE", "BUDGETS_PATH", "INJ
 # 1.2 sits well between that and the 1.5x regression the gate promises to catch.
 TOLERANCE = 0.20
 SIGN_ALPHA = 0.01
-# The fallback (no base): a same-kind ratio may exceed its committed budget by this factor.
-FALLBACK_TOLERANCE = 1.5
+# The fallback (no base): a same-kind ratio may exceed its committed budget (the highest of 3 runs here)
+# by this factor. Repeats on this shared box spread by up to 1.3x under load, and another CPU's
+# same-kind ratios cannot be measured from here: the fallback is a coarse check that catches 2x.
+FALLBACK_TOLERANCE = 2.0
 DEFAULT_CEILING_US = 1000.0
 BUDGETS_PATH = os.path.join(REPO, "benchmarks", "budgets.json")
 BUDGETS_FORMAT = "i24-stitch-latency-budgets-v2"

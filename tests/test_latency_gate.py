@@ -253,7 +253,7 @@ def test_evaluate_needs_a_consistent_regression():
         ("bhattacharyya", "batch32"): _rec([1.3] * 12 + [0.9] * 8),          # median 1.3, slower 12/20 < 16
         ("mlp", "single"): _rec([1.15] * 20),                                # consistent but within 1.2
         ("mlp", "batch32"): _rec([1.0] * 20, b_us=1500.0),                   # equal, above the ceiling
-        ("lr", "single"): _rec([3.5] * 5),                                   # fallback: 3.5 > 2.0 x 1.5
+        ("lr", "single"): _rec([4.5] * 5),                                   # fallback: 4.5 > 2.0 x 2
         ("lr", "batch32"): _rec([0.5] * 5),                                  # fallback without a budget
     }
     modes = {k: ("fallback" if k[0] == "lr" else "base") for k in measured}
