@@ -171,6 +171,22 @@ def test_gap_zero_is_allowed():
     assert cost != INVALID_COST and cost == pytest.approx(_reference_cost(a, b, 15), rel=1e-9)
 
 
+def test_gap_exactly_time_win_is_allowed_and_one_ulp_more_is_not():
+    """The window is closed at both ends, in compute_cost and compute_costs alike (tests/test_gap_boundaries.py
+    covers every cost kind)."""
+    t = 1000.0 + 0.04 * np.arange(20)
+    b = _doc("b", t - t[0] + 1015.0, 100 + 60 * (t - 1000), 12.0)
+    ends = {"at": 1000.0, "beyond": math.nextafter(1000.0, -math.inf)}
+    docs = {k: _doc(k, t - t[-1] + end, 100 + 60 * (t - t[-1] + end - 1000), 12.0) for k, end in ends.items()}
+    assert b["timestamp"][0] - docs["at"]["timestamp"][-1] == 15.0
+    fn = BhattacharyyaCostFunction()
+    at = fn.compute_cost(docs["at"], b, 15.0, None)
+    assert at != INVALID_COST and at == pytest.approx(_reference_cost(docs["at"], b, 15), rel=1e-9)
+    assert fn.compute_cost(docs["beyond"], b, 15.0, None) == INVALID_COST
+    batch = BhattacharyyaCostFunction().compute_costs([docs["at"], docs["beyond"]], b, 15.0, None)
+    assert batch[0] == pytest.approx(at, rel=1e-12) and batch[1] == INVALID_COST
+
+
 def test_identical_timestamps_rejected_naming_the_field():
     a, b = _test_vector(1)
     b["timestamp"][3] = b["timestamp"][2]
