@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import math
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -129,11 +127,6 @@ def _check_shift(name: str) -> Shift:
 def _check_preset(preset: str) -> None:
     if preset not in sim.PRESETS:
         raise ValueError(f"unknown scenario {preset!r}; choose one of {', '.join(sim.SCENARIO_NAMES)}")
-
-
-def _new_api() -> bool:
-    """True once `simulate` takes a ScenarioPreset and an `error_model` (the recalibrated simulator)."""
-    return "error_model" in inspect.signature(sim.simulate).parameters
 
 
 def available_shifts() -> tuple[str, ...]:
@@ -392,17 +385,6 @@ def outside_error_model() -> dict[str, Any]:
     return out
 
 
-@contextmanager
-def _patched_preset(preset: sim.ScenarioPreset) -> Iterator[None]:
-    """Old simulator API (a preset name only): swap the preset in PRESETS for the duration of one call."""
-    old = sim.PRESETS[preset.name]
-    sim.PRESETS[preset.name] = preset
-    try:
-        yield
-    finally:
-        sim.PRESETS[preset.name] = old
-
-
 def shifted_preset(name: str, preset: str) -> sim.ScenarioPreset:
     """The ScenarioPreset a simulator shift simulates (the preset itself for document shifts)."""
     _check_shift(name)
@@ -417,15 +399,7 @@ def shifted_preset(name: str, preset: str) -> sim.ScenarioPreset:
 
 
 def _simulate(p: sim.ScenarioPreset, seed: int, duration: float | None, error_model: Any = None):
-    if _new_api():
-        kwargs = {} if error_model is None else {"error_model": error_model}
-        return sim.simulate(p, seed, duration, **kwargs)
-    if error_model is not None:
-        raise ValueError("this simulator takes no error_model")
-    if p is sim.PRESETS[p.name]:
-        return sim.simulate(p.name, seed, duration)
-    with _patched_preset(p):
-        return sim.simulate(p.name, seed, duration)
+    return sim.simulate(p, seed, duration, error_model=error_model)
 
 
 def shifted_scenario(name: str, preset: str, seed: int, duration: float | None = None,
