@@ -15,8 +15,10 @@ from training.simulate import PRESETS, ScenarioPreset, main, scenario_stats, sim
 
 # Published sizes of the real I-24 validation sets (REFERENCE.md §7.1): GT vehicles, RAW fragments.
 REAL_SIZES = {"i": (313, 789), "ii": (99, 411), "iii": (266, 1112)}
-FRAGMENTS_PER_VEHICLE = {"i": (2.0, 3.2), "ii": (3.4, 5.2), "iii": (3.4, 5.2)}
-SPEED_MEAN = {"i": (95.0, 110.0), "ii": (30.0, 45.0), "iii": (20.0, 40.0)}
+# ii: more than the real 4.2, since the real pairs ask for 2 s fragments (docs/realism.md, limitations).
+FRAGMENTS_PER_VEHICLE = {"i": (2.0, 3.2), "ii": (3.4, 6.8), "iii": (3.4, 6.0)}
+# iii: eastbound flows freely, westbound is congested (the real pairs' speeds, docs/realism.md).
+SPEED_MEAN = {"i": (95.0, 115.0), "ii": (30.0, 45.0), "iii": (40.0, 75.0)}
 OID = re.compile(r"^[0-9a-f]{24}$")
 
 
@@ -80,13 +82,25 @@ def test_preset_statistics_match_the_real_benchmark(scenario, name):
     assert stats["vehicles_observed"] >= 0.95 * stats["vehicles"]
 
 
+def _speeds_by_direction(gt):
+    out = {1: [], -1: []}
+    for doc in gt:
+        t, x = np.asarray(doc["timestamp"]), np.asarray(doc["x_position"])
+        out[doc["direction"]].append(np.abs(np.diff(x) / np.diff(t)))
+    return {d: np.concatenate(v) for d, v in out.items()}
+
+
 def test_speed_regimes_differ_as_in_the_three_conditions(scenario):
     free, snow, jam = (scenario(n)[2] for n in ("i", "ii", "iii"))
-    assert free["speed_p05"] > 85.0 and free["speed_p95"] < 120.0 and free["stopped_share"] == 0.0
-    assert snow["speed_p05"] > 25.0 and snow["speed_p95"] < 48.0 and snow["stopped_share"] == 0.0
-    # Stop-and-go: vehicles come (nearly) to a stand and later drive at up to ~50 ft/s.
-    assert jam["speed_min"] < 3.0 and jam["stopped_share"] > 0.005
-    assert 40.0 < jam["speed_p95"] < 55.0 and jam["speed_max"] < 65.0
+    assert free["speed_p05"] > 85.0 and free["speed_p95"] < 125.0 and free["stopped_share"] == 0.0
+    assert snow["speed_p05"] > 22.0 and snow["speed_p95"] < 50.0 and snow["stopped_share"] == 0.0
+    # iii as in the real pairs: eastbound free flow, westbound stop-and-go where vehicles come (nearly)
+    # to a stand and later drive at up to ~50 ft/s.
+    by_dir = _speeds_by_direction(scenario("iii")[0])
+    assert np.median(by_dir[1]) > 90.0 and np.mean(by_dir[1] < 5.0) < 0.01
+    wb = by_dir[-1]
+    assert wb.min() < 3.0 and np.mean(wb < 5.0) > 0.01
+    assert 15.0 < np.median(wb) < 45.0 and np.quantile(wb, 0.95) < 60.0
 
 
 @pytest.mark.parametrize("name", ["i", "iii"])
@@ -142,17 +156,29 @@ def _measurement_errors(gt, raw):
     return np.concatenate(ex), np.concatenate(ey), np.concatenate(ev)
 
 
-def test_raw_fragments_follow_their_vehicle_with_realistic_noise_larger_in_snow(scenario):
+def test_raw_fragments_follow_their_vehicle_with_smooth_realistic_noise(scenario):
     free = _measurement_errors(*scenario("i")[:2])
     snow = _measurement_errors(*scenario("ii")[:2])
     for ex, ey, ev in (free, snow):
-        assert abs(np.median(ex)) < 0.5 and abs(np.median(ey)) < 0.2 and abs(np.median(ev)) < 1.0
-    assert 1.0 < np.std(free[0]) < 2.5 and 0.25 < np.std(free[1]) < 0.7
-    assert np.std(snow[0]) > 1.3 * np.std(free[0]) and np.std(snow[1]) > 1.3 * np.std(free[1])
-    assert 1.5 < np.std(free[2]) < 6.0
+        assert abs(np.median(ex)) < 0.5 and abs(np.median(ey)) < 0.2 and abs(np.median(ev)) < 1.5
+        assert 0.3 < np.std(ex) < 3.0 and 0.1 < np.std(ey) < 1.0 and 1.5 < np.std(ev) < 15.0
+    # The tracker reports filtered states: the lateral error is smooth, its second difference from one
+    # sample to the next far below its size (real v1 curvature is ~0.0005 in free flow).
+    _, raw, _ = scenario("i")
+    rough = [np.std(np.diff(doc["y_position"], 2)) for doc in raw[:200]
+             if len(doc["gt_ids"]) == 1 and len(doc["y_position"]) > 50]
+    assert len(rough) > 50 and np.median(rough) < 0.02
+    curv = []
+    from runtime.features import FEATURE_NAMES, FeatureExtractor
+    extractor = FeatureExtractor("i24-47-v1")
+    for doc in raw[:60]:
+        curv.append(extractor.pair(doc, doc)[FEATURE_NAMES.index("curvature_a_mean")])
+    assert np.median(curv) < 0.003
     conf_free = scenario("i")[2]["detection_confidence_mean"]
     conf_snow = scenario("ii")[2]["detection_confidence_mean"]
-    assert 0.89 <= conf_free <= 0.95 and conf_snow < conf_free - 0.03
+    assert 0.89 <= conf_free <= 0.97 and conf_snow < conf_free - 0.02
+    # The tracker does not report detections below its 0.3 threshold.
+    assert min(min(doc["detection_confidence"]) for doc in raw) >= 0.3
 
 
 @pytest.mark.parametrize("name", ["i", "iii"])
@@ -260,6 +286,8 @@ def test_error_ranges_cover_every_preset_and_draws_stay_inside():
 
     for name, (lo, hi) in ERROR_RANGES.items():
         assert hasattr(PRESETS["i"], name), name
+        for preset in PRESETS.values():      # the calibrated presets lie inside the ranges
+            assert inside(getattr(preset, name), lo, hi), (preset.name, name, getattr(preset, name), lo, hi)
     rng = np.random.default_rng(0)
     for _ in range(20):
         model = draw_error_model(rng)

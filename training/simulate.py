@@ -64,14 +64,16 @@ class VehicleClass:
 
 
 # I-24 coarse classes: 0 sedan, 1 midsize (SUV), 2 van, 3 pickup, 4 semi, 5 truck.
+# Dimensions are what the I-24 tracker reports (real RAW pairs, REFERENCE.md §1.6: heights cluster at
+# 5.0-5.9 ft for cars and 10-13 ft for trucks; lengths 12.6-17.8 ft for most cars).
 VEHICLE_CLASSES = (
-    VehicleClass(0, "sedan", (14.8, 0.7), (6.0, 0.15), (4.8, 0.2)),
-    VehicleClass(1, "midsize", (16.3, 0.7), (6.4, 0.2), (5.8, 0.25)),
-    VehicleClass(2, "van", (17.5, 0.8), (6.6, 0.15), (6.8, 0.4)),
-    VehicleClass(3, "pickup", (18.6, 0.8), (6.6, 0.2), (6.3, 0.3)),
-    VehicleClass(4, "semi", (60.0, 75.0), (8.5, 0.05), (13.2, 0.2), uniform_length=True,
+    VehicleClass(0, "sedan", (14.6, 0.7), (6.0, 0.15), (5.08, 0.04)),
+    VehicleClass(1, "midsize", (15.8, 0.8), (6.3, 0.2), (5.3, 0.12)),
+    VehicleClass(2, "van", (17.0, 0.8), (6.5, 0.15), (5.8, 0.3)),
+    VehicleClass(3, "pickup", (18.0, 0.8), (6.6, 0.2), (5.6, 0.2)),
+    VehicleClass(4, "semi", (60.0, 75.0), (8.5, 0.05), (11.0, 0.5), uniform_length=True,
                  speed_factor=0.93, accel_factor=0.55, headway_factor=1.3),
-    VehicleClass(5, "truck", (40.0, 52.0), (8.4, 0.1), (11.5, 0.5), uniform_length=True,
+    VehicleClass(5, "truck", (30.0, 45.0), (8.2, 0.2), (10.0, 0.6), uniform_length=True,
                  speed_factor=0.95, accel_factor=0.7, headway_factor=1.2),
 )
 
@@ -95,6 +97,11 @@ class ScenarioPreset:
     class_mix: tuple[float, ...]    # probability of each VEHICLE_CLASSES entry
     warmup: float                   # s simulated before the first GT frame
     upstream_buffer: float = 300.0  # ft simulated before the corridor, so entering traffic is settled
+    # relative demand per lane, shoulder lane first and median (inner) lane last, in both directions
+    lane_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    direction_speed: tuple[float, float] = (1.0, 1.0)   # desired-speed multiplier for (EB, WB)
+    wave_directions: tuple[float, float] = (1.0, 1.0)   # 1 where stop-and-go waves run (EB, WB), 0 where not
+    lateral_wander: float = 0.4     # ft, the largest amplitude of a driver's slow weave inside the lane
     downstream_buffer: float = 300.0
     # --- IDM car following
     desired_speed: tuple[float, float] = (104.0, 5.0)   # mean, sd of the desired speed
@@ -130,6 +137,9 @@ class ScenarioPreset:
     # s, sd of a Gaussian kernel that smooths the per-sample position and dimension noise (0 = none):
     # a tracker reports filtered states, so its errors are slow and its curvature small.
     noise_timescale: float = 0.0
+    # lognormal sigma of a per-fragment factor on every per-sample noise sd: some tracks are much
+    # noisier than others (the real pairs' position, size and curvature features are heavy-tailed)
+    noise_fragment_spread: float = 0.0
     dimension_bias: tuple[float, float, float] = (0.06, 0.04, 0.08)   # relative per-fragment sd (l, w, h)
     dimension_sigma: tuple[float, float, float] = (0.8, 0.15, 0.3)    # per-sample sd (ft)
     speed_sigma: float = 3.0                # per-sample sd of the tracker speed
@@ -142,6 +152,10 @@ class ScenarioPreset:
     confidence_fragment_sd: float = 0.03    # sd of a fragment's mean confidence around confidence_mean
     confidence_timescale: float = 0.0       # s, smoothing of per-sample confidence around the fragment mean
     confidence_floor: float = 0.0           # detections below this confidence are not reported (clipped up)
+    # logit drop of the confidence at a fragment's first and last sample (a vehicle entering or leaving
+    # view, half occluded), fading over confidence_edge_time s towards the inside
+    confidence_edge_drop: tuple[float, float] = (0.0, 0.0)
+    confidence_edge_time: float = 0.3
     low_confidence_share: float = 0.01      # samples of a half-occluded vehicle, confidence 0.05-0.4
     # --- tracker timing
     time_jitter: float = 0.002              # s sd of tracker sample times around a 25 Hz grid
@@ -170,7 +184,8 @@ class ScenarioPreset:
 
         for name in ("duration", "start_time", "demand_per_lane", "min_headway", "initial_speed_factor",
                      "idm_accel", "idm_decel", "idm_time_headway", "idm_min_gap", "wave_decel",
-                     "confidence_concentration", "cameras_per_node", "speed_start_decay"):
+                     "confidence_concentration", "cameras_per_node", "speed_start_decay",
+                     "confidence_edge_time"):
             positive(name)
         for name in ("handoff_failure", "frame_drop", "id_switch_attempt", "noise_correlation",
                      "low_confidence_share", "confidence_floor"):
@@ -178,6 +193,10 @@ class ScenarioPreset:
         for name in ("desired_speed_bounds", "lane_change_duration", "wave_speed", "wave_hold",
                      "camera_spacing", "blind_zone", "gap_bounds", "false_positive_duration", "wave_origin"):
             interval(name)
+        if len(self.lane_weights) != LANES_PER_DIRECTION or min(self.lane_weights) < 0 or sum(self.lane_weights) <= 0:
+            raise ValueError(f"preset {self.name!r}: lane_weights must be {LANES_PER_DIRECTION} non-negative weights")
+        if len(self.direction_speed) != 2 or min(self.direction_speed) <= 0:
+            raise ValueError(f"preset {self.name!r}: direction_speed must be two positive multipliers")
         if len(self.class_mix) != len(VEHICLE_CLASSES) or min(self.class_mix) < 0 \
                 or not math.isclose(sum(self.class_mix), 1.0, abs_tol=1e-6):
             raise ValueError(f"preset {self.name!r}: class_mix must be {len(VEHICLE_CLASSES)} probabilities summing to 1")
@@ -190,62 +209,85 @@ class ScenarioPreset:
         if any(v < 0 for v in (self.warmup, self.lane_change_rate, self.lane_change_incentive_rate,
                                 self.wave_interval, self.dropout_rate, self.false_positives_per_minute,
                                 self.speed_sigma, self.speed_bias, self.time_jitter, self.noise_timescale,
+                                self.noise_fragment_spread,
                                 self.speed_timescale, self.speed_start_sigma, self.confidence_fragment_sd,
-                                self.confidence_timescale)):
+                                self.confidence_timescale, self.lateral_wander, *self.confidence_edge_drop)):
             raise ValueError(f"preset {self.name!r}: rates, sigmas and durations must be non-negative")
 
 
 # Class mixes: sedan, midsize, van, pickup, semi, truck.
 _MIX_FREEWAY = (0.42, 0.28, 0.05, 0.12, 0.09, 0.04)
 
+# Calibrated against the real I-24 pairs (training_dataset_advanced.npz) with benchmarks/realism.py:
+# traffic and tracker-error constants fitted per scenario (coordinate search on the KS distances of
+# the i24-47-v1 features of positive pairs); docs/realism.md has the before/after tables. The tracker
+# output is smooth (Gaussian-smoothed noise, noise_timescale), confidences are >= 0.3 and dip where a
+# track is lost, the velocity field is much noisier than the positions.
+_SMOOTH_TRACKER = dict(confidence_timescale=0.5, confidence_floor=0.3, low_confidence_share=0.0)
+
 PRESETS: dict[str, ScenarioPreset] = {
     "i": ScenarioPreset(
         name="i", description="free flow, 60 s", duration=60.0, start_time=1623877175.0,
         demand_per_lane=0.52, direction_demand=(1.0, 0.9), min_headway=0.9, initial_speed_factor=0.97,
-        class_mix=_MIX_FREEWAY, warmup=12.0,
-        desired_speed=(118.0, 5.0), desired_speed_bounds=(105.0, 130.0),
+        class_mix=_MIX_FREEWAY, warmup=12.0, lane_weights=(0.6, 0.8, 1.0, 1.6), lateral_wander=1.6,
+        desired_speed=(128.0, 5.4), desired_speed_bounds=(100.0, 150.0),
         idm_accel=3.3, idm_decel=4.9, idm_time_headway=1.0, idm_min_gap=6.5,
-        handoff_failure=0.22, dropout_rate=0.03,
-        position_sigma=(1.2, 0.35), position_bias=(0.9, 0.25), speed_sigma=3.0,
-        confidence_mean=0.93, id_switch_attempt=0.07, false_positives_per_minute=10.0,
+        blind_zone=(1.8, 24.0), handoff_failure=0.22, reacquire_delay=(0.7, 0.4),
+        dropout_rate=0.03, dropout_gap=(0.8, 0.5),
+        position_sigma=(1.5, 0.2), position_bias=(1.28, 0.096), noise_timescale=0.15, noise_fragment_spread=0.24,
+        dimension_bias=(0.03, 0.032, 0.021), dimension_sigma=(0.48, 0.064, 0.05),
+        speed_sigma=8.0, speed_bias=8.0, speed_timescale=0.48, speed_start_sigma=2.0,
+        confidence_mean=0.972, confidence_concentration=38.4, confidence_fragment_sd=0.0375,
+        confidence_edge_drop=(0.2, 2.5), confidence_edge_time=0.24, **_SMOOTH_TRACKER,
+        id_switch_attempt=0.07, false_positives_per_minute=10.0,
     ),
     "ii": ScenarioPreset(
         name="ii", description="slow traffic in snow, 51 s", duration=51.0, start_time=1641481246.0,
-        demand_per_lane=0.125, direction_demand=(1.0, 0.85), min_headway=1.5, initial_speed_factor=0.95,
+        demand_per_lane=0.125, direction_demand=(1.0, 0.6), min_headway=1.5, initial_speed_factor=0.95,
         class_mix=(0.38, 0.32, 0.05, 0.15, 0.07, 0.03), warmup=15.0,
-        desired_speed=(38.0, 3.5), desired_speed_bounds=(30.0, 46.0),
+        lane_weights=(1.6, 1.0, 1.0, 1.2), lateral_wander=1.5,
+        desired_speed=(38.0, 5.6), desired_speed_bounds=(20.0, 60.0),
         idm_accel=2.3, idm_decel=3.5, idm_time_headway=2.0, idm_min_gap=10.0,
         lane_change_rate=0.003, lane_change_incentive_rate=0.05,
-        handoff_failure=0.6, reacquire_delay=(0.3, 0.7),
-        dropout_rate=0.06, dropout_gap=(0.9, 0.7),
-        position_sigma=(2.0, 0.6), position_bias=(1.6, 0.5), dimension_bias=(0.10, 0.07, 0.12),
-        dimension_sigma=(1.3, 0.25, 0.45), speed_sigma=4.0, speed_bias=2.0,
-        confidence_mean=0.84, confidence_concentration=15.0, low_confidence_share=0.03,
+        blind_zone=(3.0, 9.0), handoff_failure=0.96, reacquire_delay=(0.8, 0.6),
+        dropout_rate=0.12, dropout_gap=(1.12, 0.48), gap_bounds=(0.1, 12.0),
+        position_sigma=(1.2, 0.32), position_bias=(0.36, 0.4), noise_timescale=0.15, noise_fragment_spread=0.64,
+        dimension_bias=(0.064, 0.048, 0.015), dimension_sigma=(0.4, 0.16, 0.16),
+        speed_sigma=3.0, speed_bias=3.0, speed_timescale=0.144, speed_start_sigma=3.2,
+        confidence_mean=0.958, confidence_concentration=12.0, confidence_fragment_sd=0.05,
+        confidence_edge_drop=(1.6, 0.36), confidence_edge_time=0.24, **_SMOOTH_TRACKER,
         time_jitter=0.003, frame_drop=0.03,
         id_switch_attempt=0.08, false_positives_per_minute=14.0,
     ),
     "iii": ScenarioPreset(
-        name="iii", description="congested stop-and-go, 50 s", duration=50.0, start_time=1624016585.0,
+        name="iii", description="congested stop-and-go westbound, free flow eastbound, 50 s",
+        duration=50.0, start_time=1624016585.0,
         demand_per_lane=0.3, direction_demand=(1.0, 0.95), min_headway=1.4, initial_speed_factor=0.8,
-        class_mix=_MIX_FREEWAY, warmup=60.0,
-        desired_speed=(52.0, 3.0), desired_speed_bounds=(45.0, 58.0),
+        class_mix=(0.45, 0.32, 0.06, 0.12, 0.03, 0.02), warmup=60.0,
+        lane_weights=(0.6, 0.8, 1.0, 1.6), lateral_wander=0.6,
+        # In the real pairs eastbound flows at ~110 ft/s while westbound stops and goes (~20 ft/s).
+        desired_speed=(52.0, 1.8), desired_speed_bounds=(45.0, 58.0), direction_speed=(2.2, 1.0),
         idm_accel=2.6, idm_decel=4.0, idm_time_headway=1.2, idm_min_gap=7.0,
         lane_change_rate=0.004, lane_change_incentive_rate=0.06,
         # Braking leaders anywhere in (and just past) the corridor; IDM at this density is string
-        # unstable, so each perturbation grows into a stop wave that travels upstream.
+        # unstable, so each perturbation grows into a stop wave that travels upstream (westbound only).
         wave_interval=18.0, wave_origin=(300.0, 2500.0), wave_speed=(0.0, 4.0), wave_hold=(1.0, 3.0),
-        wave_decel=7.0,
-        handoff_failure=0.4, dropout_rate=0.085, dropout_gap=(0.8, 0.7),
-        position_sigma=(1.5, 0.45), position_bias=(1.1, 0.35), speed_sigma=2.5,
-        confidence_mean=0.91, low_confidence_share=0.02, id_switch_attempt=0.035,
-        false_positives_per_minute=16.0,
+        wave_decel=7.0, wave_directions=(0.0, 1.0),
+        blind_zone=(4.8, 15.0), handoff_failure=0.18, reacquire_delay=(1.28, 0.22),
+        dropout_rate=0.25, dropout_gap=(1.2, 0.9), gap_bounds=(0.1, 15.0),
+        position_sigma=(0.72, 0.15), position_bias=(1.28, 0.19), noise_timescale=0.072, noise_fragment_spread=0.64,
+        dimension_bias=(0.029, 0.032, 0.021), dimension_sigma=(0.6, 0.08, 0.05),
+        speed_sigma=7.68, speed_bias=1.8, speed_timescale=0.48, speed_start_sigma=2.0,
+        confidence_mean=0.98, confidence_concentration=48.0, confidence_fragment_sd=0.016,
+        confidence_edge_drop=(0.8, 0.5), confidence_edge_time=0.4, **_SMOOTH_TRACKER,
+        id_switch_attempt=0.035, false_positives_per_minute=16.0,
     ),
 }
 SCENARIO_NAMES = tuple(PRESETS)
 
 # Bump when a change to the simulator alters what a (preset, seed, duration) produces, so caches keyed
 # on those (e.g. mined pairs) can tell stale entries apart.
-SIMULATOR_VERSION = "sim-2"
+SIMULATOR_VERSION = "sim-2"  # sim-2: recalibrated against the real pairs (docs/realism.md)
 
 # ----------------------------------------------------------------------------------------------
 # Tracker-error model ranges: the domain that `draw_error_model` randomises training scenarios over
@@ -256,33 +298,37 @@ SIMULATOR_VERSION = "sim-2"
 # the real-data figures they were fitted to) and reaches beyond them on both sides, so a model
 # trained on draws sees trackers better and worse than the calibrated one.
 ERROR_RANGES: dict[str, tuple[Any, Any]] = {
-    # camera hand-offs
+    # camera hand-offs (calibrated: blind zones 1.8-24 ft, 18-96 % of hand-offs lose the track,
+    # re-acquired after a lognormal delay of median 0.7-1.3 s)
     "camera_spacing": ((200.0, 300.0), (350.0, 500.0)),
-    "blind_zone": ((0.0, 8.0), (6.0, 30.0)),
-    "handoff_failure": (0.1, 0.8),
-    "reacquire_delay": ((0.1, 0.3), (1.2, 1.0)),
-    # dropouts (occlusions) and their gap lengths
-    "dropout_rate": (0.01, 0.15),
-    "dropout_gap": ((0.3, 0.3), (2.0, 1.0)),
-    "gap_bounds": ((0.05, 3.0), (0.3, 8.0)),
-    # position and dimension noise, and how smooth the tracker's output is
-    "position_sigma": ((0.2, 0.03), (2.5, 0.6)),
-    "position_bias": ((0.3, 0.05), (2.0, 0.6)),
-    "noise_timescale": (0.1, 1.5),
-    "dimension_bias": ((0.005, 0.005, 0.003), (0.10, 0.08, 0.08)),
-    "dimension_sigma": ((0.05, 0.02, 0.01), (1.5, 0.3, 0.4)),
-    # the velocity field
-    "speed_sigma": (0.5, 8.0),
-    "speed_bias": (0.5, 6.0),
-    "speed_timescale": (0.05, 1.5),
-    "speed_start_sigma": (0.0, 15.0),
+    "blind_zone": ((0.0, 8.0), (6.0, 36.0)),
+    "handoff_failure": (0.1, 1.0),
+    "reacquire_delay": ((0.2, 0.1), (2.0, 1.0)),
+    # dropouts (occlusions) and their gap lengths (calibrated: 0.03-0.25 per s, median 0.8-1.2 s)
+    "dropout_rate": (0.01, 0.4),
+    "dropout_gap": ((0.4, 0.3), (2.5, 1.2)),
+    "gap_bounds": ((0.05, 4.0), (0.3, 20.0)),
+    # position and dimension noise, and how smooth the tracker's output is (calibrated: 0.07-0.15 s)
+    "position_sigma": ((0.3, 0.05), (2.5, 0.6)),
+    "position_bias": ((0.2, 0.03), (2.5, 0.8)),
+    "noise_timescale": (0.03, 0.5),
+    "noise_fragment_spread": (0.0, 1.0),
+    "dimension_bias": ((0.005, 0.005, 0.003), (0.12, 0.10, 0.08)),
+    "dimension_sigma": ((0.05, 0.02, 0.01), (1.2, 0.3, 0.3)),
+    # the velocity field (calibrated: per-sample sd 3-8 ft/s, per-fragment 1.8-8 ft/s)
+    "speed_sigma": (1.0, 12.0),
+    "speed_bias": (0.5, 12.0),
+    "speed_timescale": (0.05, 1.0),
+    "speed_start_sigma": (0.0, 8.0),
     "speed_start_decay": (0.1, 2.0),
-    # detection confidence
-    "confidence_mean": (0.75, 0.985),
+    # detection confidence (calibrated: mean 0.96-0.98, floor 0.3, dips where a track is lost)
+    "confidence_mean": (0.85, 0.99),
     "confidence_concentration": (5.0, 80.0),
-    "confidence_fragment_sd": (0.0, 0.12),
-    "confidence_timescale": (0.05, 1.5),
+    "confidence_fragment_sd": (0.0, 0.1),
+    "confidence_timescale": (0.1, 1.5),
     "confidence_floor": (0.0, 0.4),
+    "confidence_edge_drop": ((0.0, 0.0), (3.0, 3.0)),
+    "confidence_edge_time": (0.1, 1.0),
     "low_confidence_share": (0.0, 0.03),
     # timing, identity errors and clutter
     "time_jitter": (0.0, 0.006),
@@ -446,7 +492,7 @@ def _draw_vehicles(p: ScenarioPreset, n: int, rng: np.random.Generator) -> _Vehi
         headway=p.idm_time_headway * headway_factor * rng.uniform(0.8, 1.2, n),
         min_gap=p.idm_min_gap * rng.uniform(0.8, 1.2, n),
         lateral_offset=np.clip(rng.normal(0.0, 0.6, n), -1.5, 1.5),
-        wander_amp=rng.uniform(0.0, 0.4, n),
+        wander_amp=rng.uniform(0.0, p.lateral_wander, n),
         wander_freq=2 * np.pi / rng.uniform(8.0, 20.0, n),
         wander_phase=rng.uniform(0, 2 * np.pi, n),
     )
@@ -470,14 +516,18 @@ def _simulate_traffic(p: ScenarioPreset, duration: float, rng: np.random.Generat
     # Who exists: vehicles already on the road at the start of the warm-up, then Poisson-like
     # arrivals per lane (shifted exponential headways, so no two arrive closer than min_headway).
     lane_dir, lane_idx, lane_rate = [], [], []
+    weights = np.asarray(p.lane_weights, dtype=np.float64)
+    weights = weights * LANES_PER_DIRECTION / weights.sum()
     for d_i, d in enumerate(DIRECTIONS):
         for lane in range(LANES_PER_DIRECTION):
             lane_dir.append(d)
             lane_idx.append(lane)
-            lane_rate.append(p.demand_per_lane * p.direction_demand[d_i])
-    mean_speed = p.desired_speed[0] * p.initial_speed_factor
+            # lane_weights run shoulder -> median: EB lane 0 (y 0-12) and WB lane 3 (y 108-120) are shoulders.
+            w = weights[lane] if d > 0 else weights[LANES_PER_DIRECTION - 1 - lane]
+            lane_rate.append(max(p.demand_per_lane * p.direction_demand[d_i] * w, 1e-6))
     init_lane, init_pos, arr_lane, arr_time = [], [], [], []
     for key in range(n_lanes):
+        mean_speed = p.desired_speed[0] * p.initial_speed_factor * p.direction_speed[0 if lane_dir[key] > 0 else 1]
         mean_headway = 1.0 / lane_rate[key]
         extra = max(mean_headway - p.min_headway, 1e-3)
         pos = s_exit - rng.uniform(0, mean_speed * mean_headway)
@@ -496,6 +546,8 @@ def _simulate_traffic(p: ScenarioPreset, duration: float, rng: np.random.Generat
     lane_key = np.asarray(init_lane + arr_lane, dtype=np.int64)
     veh.direction = np.asarray(lane_dir, dtype=np.int64)[lane_key]
     veh.lane = np.asarray(lane_idx, dtype=np.int64)[lane_key]
+    if p.direction_speed != (1.0, 1.0):
+        veh.v0 = veh.v0 * np.where(veh.direction > 0, p.direction_speed[0], p.direction_speed[1])
     arrival = np.concatenate([np.full(n_init, -np.inf), np.asarray(arr_time)])
 
     # State. `key` = direction block * 4 + lane, so one sort orders every lane of both directions.
@@ -525,6 +577,8 @@ def _simulate_traffic(p: ScenarioPreset, duration: float, rng: np.random.Generat
     wave_times: list[tuple[float, int]] = []
     if p.wave_interval > 0:
         for d_i in range(2):
+            if p.wave_directions[d_i] <= 0:
+                continue
             t = t_first + rng.uniform(0, p.wave_interval)
             while t <= t_last:
                 wave_times.append((t, d_i))
@@ -938,14 +992,22 @@ def _sample_times(p: ScenarioPreset, t_from: float, t_to: float, rng: np.random.
     return t + jitter
 
 
-def _confidence(p: ScenarioPreset, n: int, confidence_mean: float, rng: np.random.Generator) -> np.ndarray:
-    """Per-sample detection confidence: a fragment level, per-sample variation, a reporting floor."""
+def _confidence(p: ScenarioPreset, t: np.ndarray, confidence_mean: float, rng: np.random.Generator,
+                edges: tuple[bool, bool] = (True, True)) -> np.ndarray:
+    """Per-sample detection confidence: a fragment level, per-sample variation, dips where the track
+    was lost or re-acquired (`edges`: (start, end) is a tracking break, not the corridor's or the
+    recording's boundary), a reporting floor."""
+    n = t.size
     mean = float(np.clip(rng.normal(confidence_mean, p.confidence_fragment_sd), 0.05, 0.99))
     kappa = p.confidence_concentration
     if p.confidence_timescale > 0:
         # Logit-normal with the Beta's logit spread (var ~ 1/a + 1/b), varying slowly along the track.
         spread = 1.0 / math.sqrt(kappa * mean * (1.0 - mean))
         logit = math.log(mean / (1.0 - mean)) + _smooth_noise(rng, n, spread, 0.0, p.confidence_timescale)
+        drop_start, drop_end = (d if e else 0.0 for d, e in zip(p.confidence_edge_drop, edges))
+        if drop_start > 0 or drop_end > 0:
+            tau = p.confidence_edge_time
+            logit = logit - drop_start * np.exp(-(t - t[0]) / tau) - drop_end * np.exp(-(t[-1] - t) / tau)
         conf = 1.0 / (1.0 + np.exp(-logit))
     else:
         conf = rng.beta(mean * kappa, (1 - mean) * kappa, n)
@@ -960,26 +1022,27 @@ def _confidence(p: ScenarioPreset, n: int, confidence_mean: float, rng: np.rando
 
 
 def _measure(p: ScenarioPreset, truth: Mapping[str, np.ndarray], confidence_mean: float,
-             rng: np.random.Generator) -> dict[str, np.ndarray]:
+             rng: np.random.Generator, edges: tuple[bool, bool] = (True, True)) -> dict[str, np.ndarray]:
     """Apply the per-fragment bias and correlated per-sample noise of the tracker to true states."""
     n = truth["t"].size
     rho = p.noise_correlation
     tau = p.noise_timescale
+    k = math.exp(rng.normal(0.0, p.noise_fragment_spread)) if p.noise_fragment_spread > 0 else 1.0
     out = {"t": truth["t"]}
-    out["x"] = truth["x"] + rng.normal(0, p.position_bias[0]) + _smooth_noise(rng, n, p.position_sigma[0], rho, tau)
-    out["y"] = truth["y"] + rng.normal(0, p.position_bias[1]) + _smooth_noise(rng, n, p.position_sigma[1], rho, tau)
+    out["x"] = truth["x"] + rng.normal(0, p.position_bias[0]) + _smooth_noise(rng, n, k * p.position_sigma[0], rho, tau)
+    out["y"] = truth["y"] + rng.normal(0, p.position_bias[1]) + _smooth_noise(rng, n, k * p.position_sigma[1], rho, tau)
     for name, rel, sd in zip(("length", "width", "height"), p.dimension_bias, p.dimension_sigma):
         true = truth[name]
-        est = true * (1.0 + rng.normal(0, rel)) + _smooth_noise(rng, n, sd, rho, tau)
+        est = true * (1.0 + rng.normal(0, rel)) + _smooth_noise(rng, n, k * sd, rho, tau)
         out[name] = np.maximum(est, 0.5 * true)     # a box is never degenerate
-    speed = truth["v"] + rng.normal(0, p.speed_bias) + _smooth_noise(rng, n, p.speed_sigma, rho,
+    speed = truth["v"] + rng.normal(0, p.speed_bias) + _smooth_noise(rng, n, k * p.speed_sigma, rho,
                                                                      p.speed_timescale or tau)
     if p.speed_start_sigma > 0:
         # A new track's filter starts from a poor speed estimate and converges.
         elapsed = truth["t"] - truth["t"][0]
         speed = speed + rng.normal(0, p.speed_start_sigma) * np.exp(-elapsed / p.speed_start_decay)
     out["v"] = np.maximum(speed, 0.0)
-    out["conf"] = _confidence(p, n, confidence_mean, rng)
+    out["conf"] = _confidence(p, truth["t"], confidence_mean, rng, edges)
     return out
 
 
@@ -1121,7 +1184,11 @@ def simulate(preset: "str | ScenarioPreset", seed: int, duration: float | None =
         if t.size < 2:
             continue    # the tracker never reports a single detection as a fragment
         truth, shares = _truth_of(frag, track_of, veh, t)
-        meas = _measure(p, truth, p.confidence_mean, rng)
+        # Which ends are tracking breaks (lost or re-acquired), not the vehicle entering the corridor or
+        # the recording's first / last frame: the confidence dips there.
+        first, last = track_of[frag.pieces[0][0]], track_of[frag.pieces[-1][0]]
+        edges = (frag.pieces[0][1] > max(first.t0, 0.0) + 0.35, frag.pieces[-1][2] < last.t1 - 1e-6)
+        meas = _measure(p, truth, p.confidence_mean, rng, edges)
         total = {}
         for vid, count in shares:
             total[vid] = total.get(vid, 0) + count
