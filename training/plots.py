@@ -70,7 +70,7 @@ def plot_history(history: Sequence[Mapping], path: str, title: str = "", best_ep
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if best is not None and 0 <= best < len(history):
             ax.axvline(best + 1, color="k", linestyle=":", linewidth=1, label=f"best epoch ({best + 1}, kept)")
-        ax.legend(fontsize=8), ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best"), ax.grid(alpha=0.3)
     if best is not None and 0 <= best < len(history) and history[best].get("val_average_precision") is not None:
         ax2.plot([best + 1], [history[best]["val_average_precision"]], "k*", ms=11, zorder=5)
     if len(epochs) == 1:
@@ -156,8 +156,9 @@ def plot_evaluation(curves: Mapping[str, tuple], path: str, title: str = "",
     axes[2].set_xlabel("predicted probability"), axes[2].set_ylabel("observed frequency")
     axes[2].set_title("reliability: Platt-calibrated (a z + b, as exported) and raw" if platt is not None
                       else "reliability (raw model output; no calibration split given)", fontsize=10)
-    for ax in axes:
-        ax.grid(alpha=0.3), ax.legend(fontsize=7)
+    # fixed legend places: "best" searches every plotted point (seconds on 10^5-pair curves)
+    for ax, where in zip(axes, ("lower right", "lower left", "upper left")):
+        ax.grid(alpha=0.3), ax.legend(fontsize=7, loc=where)
     fig.suptitle(title)
     fig.tight_layout()  # the suptitle gets its own row: no collision with the panel titles
     drawn = {"platt": platt, "legends": [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes],
