@@ -79,6 +79,7 @@ def dataset_spec_of_run(run_dir: str, data_dir: str | None = None, schema: str |
     described = _read_json(path)
     known = {f.name for f in fields(DatasetSpec)}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in described.items() if k in known}
+    kwargs.setdefault("randomized", ())  # runs from before domain randomisation: every split nominal
     folder = data_dir or described.get("data_dir") or "data"
     if described.get("source") == "files":
         kwargs["real_data_dir"] = data_dir or kwargs.get("real_data_dir") or folder
@@ -344,9 +345,10 @@ def _trained_model(kind: str, run_dir: str):
 
 def _manifest(kind, spec, model, metrics, run_dir, data_spec, described, signatures, calibration, results) -> dict:
     """Everything the runtime needs to serve the artifact and a reader needs to trust it (files added on write)."""
-    from runtime.features import schema_hash
+    from runtime.features import INPUT_FIELDS, schema_hash
 
-    inputs = spec.runtime_inputs(model)
+    # the fragment-document fields the cost reads: what a tracker must provide, and nothing it may vary
+    inputs = {**spec.runtime_inputs(model), "document_fields": list(INPUT_FIELDS[data_spec.schema])}
     test_metrics = metrics.get("splits", {}).get("test", {})
     return {
         "format": ARTIFACT_FORMAT,

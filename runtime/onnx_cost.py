@@ -28,7 +28,7 @@ import onnxruntime as ort
 
 from .cache import FragmentCache
 from .cost import INVALID_COST, ConfigError, CostFunctionFactory, StitchCostFunction
-from .features import FEATURE_NAMES, FeatureExtractor, schema_hash
+from .features import FEATURE_NAMES, INPUT_FIELDS, FeatureExtractor, schema_fragment, schema_hash
 from .files import sha256_bytes
 from .fragment import Fragment
 from .windows import CHANNELS, N_CHANNELS, fragment_windows
@@ -545,7 +545,7 @@ class OnnxCostFunction(StitchCostFunction):
     # -- per fragment ----------------------------------------------------------------------------------
     def _summarize(self, doc: Mapping[str, Any]) -> _Entry:
         # validated once: the features and (sequence models) the windows come from the same Fragment
-        fragment = Fragment.from_document(doc)
+        fragment = schema_fragment(Fragment.from_document(doc), self.schema)
         summary = self._extractor.summarize_fragment(fragment)
         entry = _Entry(summary, summary.t_start, summary.t_end)
         if self.sequence:
@@ -566,7 +566,8 @@ class OnnxCostFunction(StitchCostFunction):
 
     def describe(self) -> dict:
         return {"type": "onnx", "model": self.kind, "artifact": self.artifact_dir,
-                "feature_schema": self.schema, "calibration": self.manifest.get("calibration", {})}
+                "feature_schema": self.schema, "document_fields": list(INPUT_FIELDS[self.schema]),
+                "calibration": self.manifest.get("calibration", {})}
 
     # -- per pair --------------------------------------------------------------------------------------
     def _score_pair(self, entry_a: _Entry, entry_b: _Entry) -> float:
@@ -639,6 +640,10 @@ def _feature_schema(where: str, manifest: Mapping[str, Any]) -> tuple[str, list[
         expected = schema_hash(schema, names)
     except (KeyError, ValueError, TypeError) as exc:
         raise SchemaError(f"{where}: feature schema {schema!r} is not computed by this runtime ({exc})") from None
+    fields = inputs.get("document_fields")
+    if fields is not None and list(fields) != list(INPUT_FIELDS[schema]):
+        raise SchemaError(f"{where}: inputs.document_fields {fields!r} differ from what schema {schema!r} reads "
+                          f"in this runtime ({list(INPUT_FIELDS[schema])!r})")
     if manifest.get("schema_hash") != expected:
         raise SchemaError(f"{where}: feature schema {schema!r} hash {str(manifest.get('schema_hash'))[:16]!r}... "
                           f"differs from this runtime's {expected[:16]!r}...; the feature code or schema changed "
