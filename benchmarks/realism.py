@@ -281,14 +281,22 @@ def histogram_grid(real: tuple[np.ndarray, np.ndarray] | None, sim: tuple[np.nda
         if not hi > lo:
             lo, hi = lo - 0.5, hi + 0.5
         bins = np.linspace(lo, hi, 31)
+        log_x = bool(lo > 0 and hi / lo > 100)      # heavy-tailed and positive (curvature, distances)
+        if log_x:
+            bins = np.geomspace(lo, hi, 31)
+            ax.set_xscale("log")
+        # Tails pile up in the edge bins on a linear axis; a log axis shows only the 1-99 % range.
+        def shown(v):
+            return v[(v >= lo) & (v <= hi)] if log_x else np.clip(v, lo, hi)
+
         if r.shape[0]:
-            ax.hist(np.clip(r[:, j], lo, hi), bins=bins, density=True, histtype="stepfilled", alpha=0.35,
+            ax.hist(shown(r[:, j]), bins=bins, density=True, histtype="stepfilled", alpha=0.35,
                     color="tab:blue", label=f"real (n={r.shape[0]})")
         if s.shape[0]:
-            ax.hist(np.clip(s[:, j], lo, hi), bins=bins, density=True, histtype="step", lw=1.5,
+            ax.hist(shown(s[:, j]), bins=bins, density=True, histtype="step", lw=1.5,
                     color="tab:orange", label=f"sim (n={s.shape[0]})")
         ks = ks_distance(s[:, j], r[:, j]) if r.shape[0] and s.shape[0] else float("nan")
-        ax.set_title(f"{name}" + (f"  KS {ks:.2f}" if ks == ks else ""), fontsize=9,
+        ax.set_title(f"{name}" + (f"  KS {ks:.2f}" if ks == ks else "") + (" (log x)" if log_x else ""), fontsize=9,
                      color="red" if ks > TARGET_MAX_KS else "black")
         ax.tick_params(labelsize=6)
         ax.set_yticks([])
