@@ -86,8 +86,10 @@ def test_manifest_describes_the_artifact(built, kind):
     art = built["artifacts"][kind]
     m = _manifest(art)
     assert m["format"] == "i24-stitch-cost-onnx" and m["artifact_version"] == 1 and m["model"] == kind
-    assert m["feature_schema"] == "i24-47-v2"
-    assert m["schema_hash"] == schema_hash("i24-47-v2", m["inputs"]["feature_names"])
+    assert m["feature_schema"] == "i24-47-v3"  # what training defaults to: no tracker-specific field read
+    assert m["schema_hash"] == schema_hash("i24-47-v3", m["inputs"]["feature_names"])
+    assert m["inputs"]["document_fields"] == ["_id", "timestamp", "x_position", "y_position", "direction",
+                                              "length", "width", "height"]
     assert m["inputs"]["feature_names"] == list(FEATURE_NAMES)
     assert m["opset"] >= 17 and m["external_data"] == []
     cal = m["calibration"]

@@ -60,6 +60,7 @@ def _direct_costs(art: Path, pairs) -> np.ndarray:
     """The artifact's graphs run straight in onnxruntime on the pairs' mined features (and windows)."""
     import onnxruntime as ort
 
+    from runtime.features import schema_fragment
     from runtime.fragment import Fragment
     from runtime.windows import HEAD, TAIL, fragment_windows
 
@@ -71,7 +72,9 @@ def _direct_costs(art: Path, pairs) -> np.ndarray:
     enc = ort.InferenceSession(str(art / "encoder.onnx"), providers=["CPUExecutionProvider"])
     head = ort.InferenceSession(str(art / "head.onnx"), providers=["CPUExecutionProvider"])
     L = manifest["inputs"]["window_length"]
-    wins = {i: fragment_windows(Fragment.from_document(pairs.docs[i]), L) for i in set(pairs.a) | set(pairs.b)}
+    schema = manifest["feature_schema"]  # v3 windows never read velocity / detection_confidence
+    wins = {i: fragment_windows(schema_fragment(Fragment.from_document(pairs.docs[i]), schema), L)
+            for i in set(pairs.a) | set(pairs.b)}
     emb_a = enc.run(None, {"window": np.stack([wins[i][0][TAIL] for i in pairs.a]),
                            "mask": np.stack([wins[i][1][TAIL] for i in pairs.a])})[0]
     emb_b = enc.run(None, {"window": np.stack([wins[i][0][HEAD] for i in pairs.b]),
