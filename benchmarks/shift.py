@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import platform
 import sys
-import time
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import click
 import numpy as np
@@ -35,24 +33,17 @@ if REPO not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, REPO)
 
 import pp_lite  # noqa: E402
-from runtime.cost import ConfigError, StitchCostFunction, load_cost_function  # noqa: E402
-from runtime.feed import prepare_fragments  # noqa: E402
+from runtime.cost import ConfigError, load_cost_function  # noqa: E402
 from runtime.files import atomic_write_bytes, atomic_write_text  # noqa: E402
-from runtime.fragment import fragment_id  # noqa: E402
 from runtime.onnx_cost import ArtifactError  # noqa: E402
-from training.evaluate import evaluate_tracking  # noqa: E402
-from training.io import gt_id_of  # noqa: E402
-from training.shifts import SHIFTS, SHIFT_NAMES, available_shifts, shifted_scenario  # noqa: E402
+from training.shifts import SHIFTS, SHIFT_NAMES, available_shifts  # noqa: E402
+# The suite's core (also run by `promote --shift-guard` and `tune --select`); re-exported here.
+from workflows.shift_suite import (BASELINE, HELD_OUT_SEEDS, METRICS, PRESETS, QUICK_DURATION_S,  # noqa: E402,F401
+                                   TOLERANCE, PairLabels, RecordingCost, add_deltas, aggregate, pair_counts,
+                                   pair_view, run_cell, run_suite, worst_cases)
 
-PRESETS = ("i", "ii", "iii")
-# Held out: not the training seeds (11-15), not the tracking benchmark's (101, 102), not the tests'.
-HELD_OUT_SEEDS = (201, 202)
-QUICK_DURATION_S = 20.0
-BASELINE = "Bhat"
-TOLERANCE = 0.005     # the issue's bar: every learned cost >= Bhattacharyya IDF1 - 0.005 on every cell
 # Artifact folder -> the label the other benchmarks use.
 LEARNED = {"lr": "LR", "mlp": "MLP", "siamese": "SNN", "tcn": "TCN", "transformer": "Transformer"}
-METRICS = ("idf1", "idsw", "mota")
 
 
 # ------------------------------------------------------------------------------------------ costs
@@ -80,167 +71,6 @@ def discover_costs(artifacts_dir: str) -> tuple[list[tuple[str, str, dict]], lis
     if len(costs) == 1:
         notes.append(f"no artifacts found under {artifacts_dir}: Bhattacharyya only")
     return costs, notes
-
-
-class RecordingCost(StitchCostFunction):
-    """Passes every call to `inner` and records (earlier id, later id, cost) of each scored pair."""
-
-    def __init__(self, inner: StitchCostFunction):
-        self.inner = inner
-        self.name = inner.name
-        self.pairs: list[tuple[str, str, float]] = []
-
-    def compute_cost(self, track1, track2, TIME_WIN, param=None) -> float:
-        cost = float(self.inner.compute_cost(track1, track2, TIME_WIN, param))
-        self.pairs.append((fragment_id(track1), fragment_id(track2), cost))
-        return cost
-
-    def compute_costs(self, tracks1, track2, TIME_WIN, param=None) -> np.ndarray:
-        costs = np.asarray(self.inner.compute_costs(tracks1, track2, TIME_WIN, param), dtype=np.float64)
-        succ = fragment_id(track2)
-        self.pairs.extend((fragment_id(t1), succ, c) for t1, c in zip(tracks1, costs.tolist()))
-        return costs
-
-    def describe(self) -> dict:
-        return self.inner.describe()
-
-
-# ------------------------------------------------------------------------------------------ pairs
-class PairLabels:
-    """Labels of (earlier, later) fragment pairs from gt_ids, the rule of `training.pairs`:
-    1 = same GT vehicle (majority gt_ids) and the later is that vehicle's next fragment; -1 = same
-    vehicle, skipping a fragment (left out of the pair view); 0 = anything else."""
-
-    def __init__(self, raw_docs: Sequence[Mapping[str, Any]]):
-        docs, _ = prepare_fragments(raw_docs, on_bad_fragment="skip")
-        self.gt: dict[str, str | None] = {}
-        by_vehicle: dict[str, list[Mapping[str, Any]]] = {}
-        for doc in docs:
-            fid, gid = fragment_id(doc), gt_id_of(doc)
-            self.gt[fid] = gid
-            if gid is not None:
-                by_vehicle.setdefault(gid, []).append(doc)
-        self.successor: dict[str, str] = {}
-        for members in by_vehicle.values():
-            members.sort(key=lambda d: (d["timestamp"][0], d["timestamp"][-1]))
-            for a, b in zip(members, members[1:]):
-                self.successor[fragment_id(a)] = fragment_id(b)
-
-    def label(self, a: str, b: str) -> int:
-        ga = self.gt.get(a)
-        if ga is None or ga != self.gt.get(b):
-            return 0
-        return 1 if self.successor.get(a) == b else -1
-
-
-def pair_counts(pairs: Iterable[tuple[str, str, float]], labels: PairLabels, thresh: float) -> dict:
-    """Positives, negatives, those at or below `thresh` (edges), non-finite costs, median positive cost."""
-    pos = neg = tp = fp = nonfinite = 0
-    pos_costs = []
-    for a, b, cost in pairs:
-        if not math.isfinite(cost):
-            nonfinite += 1
-        lab = labels.label(a, b)
-        if lab == 1:
-            pos += 1
-            tp += cost <= thresh
-            pos_costs.append(cost)
-        elif lab == 0:
-            neg += 1
-            fp += cost <= thresh
-    return {"positives": pos, "negatives": neg, "tp": int(tp), "fp": int(fp), "nonfinite": nonfinite,
-            "median_positive_cost": float(np.median(pos_costs)) if pos_costs else None}
-
-
-# ------------------------------------------------------------------------------------------ running
-def run_cell(gt_docs, raw_docs, costs, params, *, preset: str, seed: int, shift: str, progress=None) -> list[dict]:
-    """Every cost on one (preset, seed, shift) scenario: one row per cost."""
-    labels = PairLabels(raw_docs)
-    thresh = float(params["stitcher_args"]["stitch_thresh"])
-    rows = []
-    for key, label, config in costs:
-        start = time.perf_counter()
-        recorder = RecordingCost(load_cost_function(config, base_dir=REPO))
-        rec_docs, summary = pp_lite.run(raw_docs, params, solver="online", cost_fn=recorder,
-                                        on_bad_fragment="skip", name=f"{preset}_{shift}")
-        metrics = evaluate_tracking(gt_docs, rec_docs, hota=False)
-        row = {"preset": preset, "seed": seed, "shift": shift, "cost": label, "key": key,
-               "fragments": len(raw_docs), "vehicles": len(gt_docs), "skipped": len(summary["skipped"]),
-               **{m: metrics[m] for m in METRICS},
-               **pair_counts(recorder.pairs, labels, thresh),
-               "seconds": time.perf_counter() - start}
-        rows.append(row)
-        if progress is not None:
-            progress(row)
-    return rows
-
-
-def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
-    """Per (preset, shift, cost): metric means over seeds, pair counts summed (TPR/FPR pooled)."""
-    groups: dict[tuple, list] = {}
-    for r in rows:
-        groups.setdefault((r["preset"], r["shift"], r["cost"]), []).append(r)
-    out = []
-    for (preset, shift, cost), members in groups.items():
-        agg = {"preset": preset, "shift": shift, "cost": cost, "seeds": [m["seed"] for m in members]}
-        for m in METRICS:
-            agg[m] = float(np.mean([x[m] for x in members]))
-        for k in ("positives", "negatives", "tp", "fp", "nonfinite"):
-            agg[k] = int(sum(x.get(k, 0) for x in members))
-        agg["tpr"] = agg["tp"] / agg["positives"] if agg["positives"] else None
-        agg["fpr"] = agg["fp"] / agg["negatives"] if agg["negatives"] else None
-        out.append(agg)
-    return out
-
-
-def add_deltas(agg: Sequence[dict], baseline: str = BASELINE) -> None:
-    """Set `d_idf1` (IDF1 minus the baseline's on the same preset x shift) and `d_idsw` on every row."""
-    base = {(r["preset"], r["shift"]): r for r in agg if r["cost"] == baseline}
-    for r in agg:
-        b = base.get((r["preset"], r["shift"]))
-        r["d_idf1"] = None if b is None else r["idf1"] - b["idf1"]
-        r["d_idsw"] = None if b is None else r["idsw"] - b["idsw"]
-
-
-def worst_cases(agg: Sequence[Mapping[str, Any]], baseline: str = BASELINE, tolerance: float = TOLERANCE) -> list[dict]:
-    """The headline: per cost (baseline left out), the minimum over preset x shift of IDF1 - baseline IDF1.
-
-    Returns one dict per cost, in first-seen order: worst (the minimum), worst_cell (preset, shift),
-    mean delta, cells, cells_below (delta < -tolerance), passes (worst >= -tolerance), and the nominal
-    IDF1 and delta averaged over presets.
-    """
-    base = {(r["preset"], r["shift"]): r["idf1"] for r in agg if r["cost"] == baseline}
-    by_cost: dict[str, list] = {}
-    for r in agg:
-        if r["cost"] != baseline and (r["preset"], r["shift"]) in base:
-            by_cost.setdefault(r["cost"], []).append(r)
-    out = []
-    for cost, members in by_cost.items():
-        deltas = [(m["idf1"] - base[(m["preset"], m["shift"])], m) for m in members]
-        worst, cell = min(deltas, key=lambda d: d[0])
-        nominal = [(d, m) for d, m in deltas if m["shift"] == "nominal"]
-        out.append({
-            "cost": cost, "worst": worst, "worst_cell": [cell["preset"], cell["shift"]],
-            "mean": float(np.mean([d for d, _ in deltas])), "cells": len(deltas),
-            "cells_below": sum(d < -tolerance for d, _ in deltas), "passes": worst >= -tolerance,
-            "nominal_idf1": float(np.mean([m["idf1"] for _, m in nominal])) if nominal else None,
-            "nominal_delta": float(np.mean([d for d, _ in nominal])) if nominal else None,
-        })
-    return out
-
-
-def pair_view(agg: Sequence[Mapping[str, Any]]) -> list[dict]:
-    """TPR and FPR at cost <= stitch_thresh per (shift, cost), pooled over presets and seeds."""
-    groups: dict[tuple, dict] = {}
-    for r in agg:
-        g = groups.setdefault((r["shift"], r["cost"]), {"shift": r["shift"], "cost": r["cost"], "positives": 0,
-                                                        "negatives": 0, "tp": 0, "fp": 0, "nonfinite": 0})
-        for k in ("positives", "negatives", "tp", "fp", "nonfinite"):
-            g[k] += r[k]
-    for g in groups.values():
-        g["tpr"] = g["tp"] / g["positives"] if g["positives"] else None
-        g["fpr"] = g["fp"] / g["negatives"] if g["negatives"] else None
-    return list(groups.values())
 
 
 # ------------------------------------------------------------------------------------------ reporting
@@ -440,43 +270,17 @@ def main(presets, seeds, shifts_opt, costs_opt, artifacts_dir, quick, config_pat
     if quick:
         seed_list = seed_list[:1]
     params = pp_lite.load_parameters(config_path)
-    cost_labels = [label for _, label, _ in costs]
     for note in notes:
         click.echo(f"note: {note}", err=True)
 
-    start = time.perf_counter()
-    rows: list[dict] = []
-    sim_seconds = 0.0
-    total = len(preset_list) * len(seed_list) * len(shift_list) * len(costs)
-    with tqdm(total=total, unit="run", desc="shift", file=sys.stderr, dynamic_ncols=True,
-              mininterval=1.0) as bar:
-        for preset in preset_list:
-            for seed in seed_list:
-                t0 = time.perf_counter()
-                nominal = shifted_scenario("nominal", preset, seed, duration)
-                sim_seconds += time.perf_counter() - t0
-                for shift in shift_list:
-                    bar.set_postfix_str(f"{preset}/{seed}/{shift}")
-                    t0 = time.perf_counter()
-                    gt_docs, raw_docs = nominal if shift == "nominal" else \
-                        shifted_scenario(shift, preset, seed, duration, nominal=nominal)
-                    sim_seconds += time.perf_counter() - t0
-                    rows.extend(run_cell(gt_docs, raw_docs, costs, params, preset=preset, seed=seed, shift=shift,
-                                         progress=lambda row: bar.update(1)))
-    elapsed = time.perf_counter() - start
-    agg = aggregate(rows)
-    add_deltas(agg)
-    payload = {"presets": preset_list, "seeds": seed_list, "shifts": shift_list, "costs": cost_labels,
-               "duration": duration, "quick": bool(quick), "config": os.path.basename(config_path),
-               "thresholds": {"stitch_thresh": params["stitcher_args"]["stitch_thresh"],
-                              "master_stitch_thresh": params["stitcher_args"].get("master_stitch_thresh"),
-                              "time_win": params["time_win"], "mode": params.get("stitcher_mode", "local")},
-               "command": " ".join(["python", "benchmarks/shift.py", *sys.argv[1:]]),
-               "artifacts": os.path.relpath(os.path.abspath(artifacts_dir), REPO),
-               "machine": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, one worker",
-               "baseline": BASELINE, "tolerance": TOLERANCE, "notes": notes, "seconds": elapsed,
-               "simulate_seconds": sim_seconds, "simulator_version": _simulator_version(), "git": _git_head(),
-               "worst_case": worst_cases(agg), "pair_view": pair_view(agg), "aggregate": agg, "rows": rows}
+    payload = run_suite(costs, presets=preset_list, seeds=seed_list, shifts=shift_list, duration=duration,
+                        params=params, config_path=config_path)
+    payload["notes"] = notes + payload["notes"]
+    payload.update({"quick": bool(quick), "command": " ".join(["python", "benchmarks/shift.py", *sys.argv[1:]]),
+                    "artifacts": os.path.relpath(os.path.abspath(artifacts_dir), REPO),
+                    "machine": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+                               "one worker",
+                    "simulator_version": _simulator_version(), "git": _git_head()})
     write_report(payload, out_dir, "shift_quick" if quick else "shift", write_json=True)
 
 
