@@ -263,14 +263,13 @@ def _export(kind, run_dir, out_dir, strategy, max_fpr, min_precision, data_dir, 
     if getattr(model, "schema", data_spec.schema) != data_spec.schema:
         raise ExportError(f"{run_dir}: the model was trained on schema {model.schema!r}, its data is {data_spec.schema!r}")
 
-    from training.pairs import load_dataset
-
     say(f"loading the calibration and test splits from {folder} ...")
     bar.set_postfix_str("loading pairs")
-    splits = load_dataset(data_spec, folder, progress=False)
+    splits = _calibration_and_test(data_spec, folder)
     step("logit graphs")
     cal_pairs = splits["cal"].select(splits["cal"].trainable)
     test_pairs = splits["test"]
+    del splits
     say(f"  calibration: {len(cal_pairs)} pairs ({int(cal_pairs.label.sum())} positive); "
         f"test: {len(test_pairs)} candidate pairs")
 
@@ -324,6 +323,20 @@ def _export(kind, run_dir, out_dir, strategy, max_fpr, min_precision, data_dir, 
         raise
     say(f"wrote {out_dir}")
     return manifest
+
+
+def _calibration_and_test(data_spec, folder: str) -> dict:
+    """The calibration and test splits only: the training and validation instances (their fragment documents
+    are most of the memory) are never loaded. Real RAW files are split by vehicle, which needs them all."""
+    from training.pairs import concat_pairs, load_dataset, scenario_instance
+
+    if data_spec.real_data_dir:
+        splits = load_dataset(data_spec, folder, progress=False)
+        return {"cal": splits["cal"], "test": splits["test"]}
+    randomized = getattr(data_spec, "randomized", ())
+    return {split: concat_pairs([scenario_instance(folder, p, seed, data_spec, False, randomize=split in randomized)
+                                 for p, seed in data_spec.instances(split)])
+            for split in ("cal", "test")}
 
 
 def _trained_model(kind: str, run_dir: str):

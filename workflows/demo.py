@@ -51,6 +51,9 @@ class Profile:
     # validation pairs used for early stopping: all positives and at most this many negatives per positive
     # (None: the natural ratio). Calibration and test always keep the natural ratio.
     val_neg_per_pos: float | None = None
+    # export each model in a child process, so the export's own peak memory (validation on every test pair)
+    # does not stack on what training left in this one
+    export_in_child: bool = True
 
 
 PROFILES = {
@@ -79,7 +82,7 @@ PROFILES = {
                "transformer": {"d_model": 8, "heads": 2, "layers": 1, "feedforward": 16, "head_hidden": (16,),
                                "window_length": 16}},
         max_neg={"mlp": 10.0, **{k: 2.0 for k in SEQUENCE}},
-        duration=10.0, small_parity=True),
+        duration=10.0, small_parity=True, export_in_child=False),
 }
 
 
@@ -97,6 +100,12 @@ def peak_rss_mb() -> dict:
             "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale}
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (the export processes)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 class Stages:
     """Wall time and peak memory after each stage, for the summary and demo_summary.json."""
 
@@ -104,12 +113,12 @@ class Stages:
         self.rows: list[dict] = []
         self.start = time.perf_counter()
         self._t = self.start
-        self._cpu = time.process_time()
+        self._cpu = cpu_seconds()
         self._name: str | None = None
 
     def begin(self, name: str, line: str) -> None:
         self._close()
-        self._name, self._t, self._cpu = name, time.perf_counter(), time.process_time()
+        self._name, self._t, self._cpu = name, time.perf_counter(), cpu_seconds()
         _say(f"== {line}")
 
     def _close(self) -> None:
@@ -117,7 +126,7 @@ class Stages:
             # CPU seconds (all threads of this process) next to wall seconds: on a busy machine the wall time
             # grows with the load, the CPU time much less
             self.rows.append({"stage": self._name, "seconds": round(time.perf_counter() - self._t, 1),
-                              "cpu_seconds": round(time.process_time() - self._cpu, 1),
+                              "cpu_seconds": round(cpu_seconds() - self._cpu, 1),
                               "peak_rss_mb": round(peak_rss_mb()["self"], 0)})
             self._name = None
 
@@ -251,6 +260,38 @@ def _pictures(runs_dir: str, artifacts_dir: str, kinds: Sequence[str], extra: Se
     return found + [p for p in extra if os.path.isfile(p)]
 
 
+def export_in_child(kind: str, run_dir: str, out_dir: str, data_dir: str, min_parity_pairs: int,
+                    progress: bool = True) -> dict:
+    """`export_artifact` in a fresh Python process (its progress bar on this stderr); returns the manifest.
+
+    Raises ValueError with the export's one-line reason when it fails (nothing is installed then).
+    """
+    import subprocess
+
+    cmd = [sys.executable, "-c", "import sys; from workflows.demo import _export_main; sys.exit(_export_main(sys.argv[1:]))",
+           kind, run_dir, out_dir, data_dir, str(int(min_parity_pairs)), "1" if progress else "0"]
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        reason = (done.stdout.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise ValueError(f"export of {run_dir} failed: {reason}")
+    with open(os.path.join(out_dir, "manifest.json"), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _export_main(argv: Sequence[str]) -> int:
+    """Child side of `export_in_child`: export, print one line (the reason) on failure, exit 0/1."""
+    from export.export import export_artifact
+
+    kind, run_dir, out_dir, data_dir, parity, progress = argv
+    try:
+        export_artifact(kind, run_dir, out_dir, data_dir=data_dir, min_parity_pairs=int(parity),
+                        progress=progress == "1")
+    except Exception as exc:  # ExportError, a ValidationError per check, CalibrationFitError, OSError
+        print((str(exc).splitlines() or [type(exc).__name__])[0], flush=True)
+        return 1
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------------
 
 def run_demo(data_dir: str = "data", runs_dir: str = "runs", artifacts_dir: str = "artifacts_demo", *,
@@ -335,9 +376,11 @@ def run_demo(data_dir: str = "data", runs_dir: str = "runs", artifacts_dir: str 
     for kind in kinds:
         t0 = time.perf_counter()
         out = os.path.join(artifacts_dir, kind)
-        manifest = export_artifact(kind, os.path.join(runs_dir, kind), out, data_dir=data_dir,
-                                   min_parity_pairs=parity, say=(lambda line: None),
-                                   progress=progress)
+        if prof.export_in_child:
+            manifest = export_in_child(kind, os.path.join(runs_dir, kind), out, data_dir, parity, progress)
+        else:
+            manifest = export_artifact(kind, os.path.join(runs_dir, kind), out, data_dir=data_dir,
+                                       min_parity_pairs=parity, say=(lambda line: None), progress=progress)
         cal = manifest["calibration"]
         at3 = manifest["metrics"]["cost"].get("test", {}).get("at", {}).get("3", {})
         exported[kind] = {"artifact": out, "seconds": round(time.perf_counter() - t0, 1),
@@ -358,7 +401,8 @@ def run_demo(data_dir: str = "data", runs_dir: str = "runs", artifacts_dir: str 
 
     summary = {
         "profile": dataclasses.asdict(prof), "seed": seed, "kinds": list(kinds), "presets": list(presets),
-        "seconds": round(total, 1), "stages": stages.rows, "peak_rss_mb": {k: round(v) for k, v in peak_rss_mb().items()},
+        "seconds": round(total, 1), "stages": stages.rows,
+        "peak_rss_mb": {k: round(v) for k, v in peak_rss_mb().items()},  # children: the largest export process
         "trained": trained, "exported": exported, "tracking": scored["rows"],
         "table": headline_table(scored["rows"], presets), "meaning": meaning(scored["rows"], presets, prof),
         "pictures": _pictures(runs_dir, artifacts_dir, kinds, diagrams),
@@ -380,7 +424,9 @@ def render_summary(summary: Mapping) -> str:
     cpu = sum(r.get("cpu_seconds", 0) for r in summary["stages"])
     lines = [
         f"Demo ({summary['profile']['name']} schedule) finished in {summary['seconds'] / 60:.1f} min ({stages}); "
-        f"{cpu / 60:.1f} CPU-min; peak memory {summary['peak_rss_mb']['self']:.0f} MB.",
+        f"{cpu / 60:.1f} CPU-min; peak memory {summary['peak_rss_mb']['self']:.0f} MB here"
+        + (f", {summary['peak_rss_mb']['children']:.0f} MB in the largest export process"
+           if summary["peak_rss_mb"].get("children") else "") + ".",
         "",
         f"Tracking on the held-out seed {summary['seed']} (pp_lite, thresholds 3 / 4; IDF1 higher is better, "
         "IDsw = identity switches, lower is better):",
