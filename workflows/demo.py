@@ -182,7 +182,7 @@ def stitch_and_score(data_dir: str, artifacts_dir: str, kinds: Sequence[str], pr
     return {"rows": rows, "ii": details}
 
 
-def time_space_pictures(data_dir: str, scored: Mapping, out_dir: str) -> list[str]:
+def time_space_pictures(data_dir: str, scored: Mapping, out_dir: str, seed: int | None = None) -> list[str]:
     """Time-space diagrams of scenario ii: Bhattacharyya and the learned cost with the best IDF1 on ii."""
     from training.evaluate import plot_time_space
     from training.io import load_fragments
@@ -198,7 +198,7 @@ def time_space_pictures(data_dir: str, scored: Mapping, out_dir: str) -> list[st
         row = next(r for r in ii if r["cost"] == label)
         path = os.path.join(out_dir, f"time_space_ii_{label}.png")
         plot_time_space(gt, scored["ii"][label]["rec"], scored["ii"][label]["switch_points"], path,
-                        title=f"snow (ii), held-out seed: pp_lite with the {label} cost "
+                        title=f"snow (ii), held-out seed {seed}: pp_lite with the {label} cost "
                               f"(IDF1 {row['idf1']:.3f}, {row['idsw']} ID switches)")
         paths.append(path)
     return paths
@@ -396,7 +396,7 @@ def run_demo(data_dir: str = "data", runs_dir: str = "runs", artifacts_dir: str 
     track_dir = os.path.join(runs_dir, "tracking")
     os.makedirs(track_dir, exist_ok=True)
     scored = stitch_and_score(data_dir, artifacts_dir, kinds, presets, track_dir, config_path, progress)
-    diagrams = time_space_pictures(data_dir, scored, track_dir)
+    diagrams = time_space_pictures(data_dir, scored, track_dir, seed)
     total = stages.done()
 
     summary = {
