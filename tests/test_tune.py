@@ -164,7 +164,11 @@ def test_two_processes_share_one_sqlite_study(tmp_path, tiny):
         assert "best trial" in out and "promote it with:\n  promote " in out
     study = optuna.load_study(study_name="shared", storage=storage)
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
-    assert sorted(os.listdir(tmp_path / "tune" / "shared")) == [f"trial_{n}" for n in range(4)]
+    # the trials' run folders and the study summary (written atomically by whichever process ends last)
+    assert sorted(os.listdir(tmp_path / "tune" / "shared")) == ["summary.json"] + [f"trial_{n}" for n in range(4)]
+    summary = json.loads((tmp_path / "tune" / "shared" / "summary.json").read_text())
+    assert summary["selection"] is None and summary["recommended_trial"] == summary["best_by_objective"]["trial"]
+    assert summary["best_by_objective"]["value"] == pytest.approx(study.best_value)
     for t in study.trials:  # the ap objective is the run's validation AP; LR's feature subset is applied
         assert t.state == optuna.trial.TrialState.COMPLETE
         metrics = json.loads(open(os.path.join(t.user_attrs["run_dir"], "metrics.json")).read())

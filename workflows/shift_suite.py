@@ -297,7 +297,11 @@ def run_profile(costs: Sequence[Cost], profile: str = "quick", **kwargs) -> dict
     every preset and every supported shift. The payload carries `profile`."""
     if profile not in PROFILES:
         raise ValueError(f"unknown shift profile {profile!r}; choose from {', '.join(PROFILES)}")
-    payload = run_suite(costs, seeds=PROFILES[profile]["seeds"], duration=PROFILES[profile]["duration"], **kwargs)
+    prof = PROFILES[profile]
+    for key in ("presets", "shifts"):      # a profile may narrow them (tests do); the shipped ones do not
+        if key in prof:
+            kwargs.setdefault(key, prof[key])
+    payload = run_suite(costs, seeds=prof["seeds"], duration=prof["duration"], **kwargs)
     payload["profile"] = profile
     return payload
 

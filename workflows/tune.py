@@ -2,6 +2,8 @@
 
     tune --model mlp --trials 40                           # SQLite study in runs/optuna.db
     tune --model lr --trials 10 --objective idf1           # each trial exported and stitched with pp_lite
+    tune --model mlp --trials 20 --select worst-case       # recommend the top-3 trial with the best shift worst case
+    tune --model mlp --trials 20 --select constraint       # best objective among trials whose worst case holds
 
 The search, the studies and the ap / tpr_at_fpr objectives live in `training.tune`; the idf1 objective
 exports a trial's run (`export`) and stitches a validation scenario with it (`pp_lite`), which is why it
@@ -9,11 +11,15 @@ and the command are here, above both `training` and `export`.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
+from typing import Callable
 
 import click
+
+from runtime.files import atomic_write_text
 
 from training.cli import _spec as spec_from_options
 from training.cli import data_options
@@ -21,7 +27,9 @@ from training.tune import (DEFAULT_STORAGE, KINDS, OBJECTIVES, STITCH_ARGS, Tria
                            promote_command)
 from training.tune import tune as _tune
 
-__all__ = ["check_idf1_available", "idf1_of_run", "tune", "main"]
+from . import shift_suite
+
+__all__ = ["check_idf1_available", "idf1_of_run", "tune", "select_by_shift", "write_summary", "main"]
 
 
 def check_idf1_available() -> None:
@@ -69,6 +77,115 @@ def tune(kind: str, n_trials: int, *args, objective: str = "tpr_at_fpr", **kwarg
         check_idf1_available()
         kwargs.setdefault("idf1_scorer", idf1_of_run)
     return _tune(kind, n_trials, *args, objective=objective, **kwargs)
+
+
+def _export_trial(run_dir: str, kind: str, out_dir: str, data_dir: str | None) -> None:
+    from .promote import export_with_checks
+
+    export_with_checks(run_dir, kind, out_dir, data_dir)
+
+
+def select_by_shift(study, mode: str, *, top_k: int = 3, tolerance: float = shift_suite.TOLERANCE,
+                    profile: str = "quick", data_dir: str | None = None, progress: bool = True,
+                    say: Callable[[str], None] | None = None,
+                    exporter: Callable[[str, str, str, str | None], None] | None = None) -> dict:
+    """Choose among the study's top-`top_k` complete trials (by objective) with the shift suite.
+
+    Each candidate trial's run is exported to a scratch folder (`exporter(run_dir, kind, out, data_dir)`,
+    default: every export check), and all of them run through one shift suite (`profile`) with one
+    Bhattacharyya run per cell. `mode`: "worst-case" = the highest worst case (ties -> objective);
+    "constraint" = the highest objective among trials whose worst case >= -tolerance. A trial whose
+    export fails is ruled out. Returns the selection record (also what `write_summary` stores):
+    mode, top_k, tolerance, profile, seeds, shifts, duration, table (one row per candidate, best first),
+    chosen (trial number or None), run_dir and promote (the command) of the chosen trial, suite seconds.
+    """
+    import optuna
+
+    say = say or (lambda line: click.echo(line, err=True))
+    exporter = exporter or _export_trial
+    kind = study.user_attrs["setup"]["model"]
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    if not done:
+        raise ValueError(f"study {study.study_name} has no complete trial to select from")
+    top = sorted(done, key=lambda t: (-t.value, t.number))[:top_k]
+    candidates, costs, failed = [], [], {}
+    with tempfile.TemporaryDirectory(prefix="tune-select-") as tmp:
+        for t in top:
+            label, run_dir = f"trial_{t.number}", t.user_attrs.get("run_dir")
+            candidates.append({"label": label, "trial": t.number, "value": float(t.value), "run_dir": run_dir})
+            out = os.path.join(tmp, label)
+            try:
+                if not run_dir:
+                    raise ValueError("the trial records no run_dir")
+                exporter(run_dir, kind, out, data_dir)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # ExportError, ValidationError, CalibrationFitError: the trial is ruled out
+                failed[label] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                say(f"{label}: export failed ({failed[label]}); ruled out")
+                continue
+            costs.append(shift_suite.onnx_cost(label, out))
+        if costs:
+            say(f"shift suite ({profile}) on {', '.join(c[1] for c in costs)} and Bhat ...")
+            payload = shift_suite.run_profile([shift_suite.BHAT] + costs, profile, tolerance=tolerance,
+                                              progress=progress, desc="shift select")
+        else:
+            payload = {"worst_case": [], "seeds": list(shift_suite.PROFILES[profile]["seeds"]), "shifts": [],
+                       "presets": [], "seconds": 0.0, "aggregate": []}
+    worst = {w["cost"]: w for w in payload["worst_case"]}
+    chosen, table = shift_suite.select_candidate(candidates, {k: w["worst"] for k, w in worst.items()}, mode, tolerance)
+    for row in table:
+        w = worst.get(row["label"])
+        row["worst_cell"] = None if w is None else list(w["worst_cell"])
+        row["nominal_delta"] = None if w is None else w.get("nominal_delta")
+        if row["label"] in failed:
+            row["export_failed"] = failed[row["label"]]
+    if costs:
+        say(shift_suite.cell_table(payload, [c[1] for c in costs]))
+    record = {"mode": mode, "top_k": top_k, "tolerance": tolerance, "profile": profile, "seeds": payload["seeds"],
+              "shifts": payload["shifts"], "presets": payload["presets"],
+              "duration": shift_suite.PROFILES[profile]["duration"], "seconds": payload["seconds"], "table": table,
+              "chosen": None if chosen is None else chosen["trial"],
+              "run_dir": None if chosen is None else chosen["run_dir"],
+              "promote": None if chosen is None else
+              f"promote {chosen['run_dir']} --to {os.path.join('artifacts', kind)} --shift-guard"}
+    return record
+
+
+def write_summary(study, objective: str, runs_dir: str, selection: dict | None) -> str:
+    """Write `<runs_dir>/<study>/summary.json` (atomically): the best trial by objective, the selection
+    record (None with --select objective) and the recommended trial. Returns its path."""
+    try:
+        best = study.best_trial
+        best_row = {"trial": best.number, "value": best.value, "run_dir": best.user_attrs.get("run_dir"),
+                    "params": best.params}
+    except ValueError:
+        best_row = None
+    recommended = (selection or {}).get("chosen") if selection else (best_row or {}).get("trial")
+    summary = {"study": study.study_name, "objective": objective, "trials": len(study.trials),
+               "best_by_objective": best_row, "selection": selection, "recommended_trial": recommended}
+    path = os.path.join(runs_dir, study.study_name, "summary.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_text(path, json.dumps(summary, indent=1, default=float))
+    return path
+
+
+def _report_selection(record: dict, objective: str) -> None:
+    click.echo(f"selection by shift suite ({record['mode']}, top {record['top_k']}, {record['profile']} profile, "
+               f"tolerance {record['tolerance']}):")
+    click.echo(f"  {'rank':>4}  {'trial':>6}  {objective:>12}  {'worst':>8}  worst cell")
+    for r in record["table"]:
+        rank = "-" if r["rank"] is None else str(r["rank"])
+        worst = "-" if r["worst"] is None else f"{r['worst']:+.4f}"
+        cell = r.get("export_failed") and f"export failed: {r['export_failed']}" or \
+            (" / ".join(r["worst_cell"]) if r["worst_cell"] else "-")
+        click.echo(f"  {rank:>4}  {r['trial']:>6}  {r['value']:>12.4f}  {worst:>8}  {cell}")
+    if record["chosen"] is None:
+        click.echo(f"no trial among the top {record['top_k']} has a worst case >= -{record['tolerance']}: "
+                   "nothing to recommend (train more trials, or --select worst-case)")
+    else:
+        click.echo(f"recommended: trial {record['chosen']}  run {record['run_dir']}\npromote it with:\n  "
+                   f"{record['promote']}")
 
 
 def _report(study, objective: str) -> None:
@@ -122,9 +239,24 @@ def _report(study, objective: str) -> None:
 @click.option("--init-features-from", type=click.Path(file_okay=False, exists=True), default=None,
               help="Sequence models: every trial starts from this trained MLP run (a feature branch, frozen or "
                    "fine-tuned as the trial's feature_branch_lr_scale says; see train-tcn --help).")
+@click.option("--select", "select_mode", type=click.Choice(shift_suite.SELECT_MODES), default="objective",
+              show_default=True,
+              help="Which trial to recommend after the study: objective = the best objective; worst-case = among "
+                   "the top --select-top trials by objective, the one with the best shift-suite worst case (min "
+                   "over preset x shift of IDF1 - Bhattacharyya IDF1; ties -> objective); constraint = the best "
+                   "objective among those whose worst case >= -tolerance. Each candidate is exported to a scratch "
+                   "folder; the table goes to <runs-dir>/<study>/summary.json.")
+@click.option("--select-top", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Candidates for --select worst-case/constraint: the top trials by objective.")
+@click.option("--shift-tolerance", type=click.FloatRange(min=0), default=shift_suite.TOLERANCE, show_default=True,
+              help="The constraint's (and the table's pass mark's) tolerance on the worst case, IDF1.")
+@click.option("--shift-quick/--shift-full", "shift_quick", default=True, show_default=True,
+              help="Suite profile for --select: quick = 20 s scenarios, seed 201; full = preset durations, "
+                   "seeds 201 and 202 (all presets and shifts either way).")
 @data_options
 def main(kind, n_trials, storage, study_name, objective, n_jobs, runs_dir, pruner_name, startup_trials,
-         warmup_epochs, epochs, max_neg_per_pos, sampler_seed, timeout, init_features_from, **kw):
+         warmup_epochs, epochs, max_neg_per_pos, sampler_seed, timeout, init_features_from, select_mode, select_top,
+         shift_tolerance, shift_quick, **kw):
     """Tune a model's hyperparameters with Optuna; every trial is a run folder that `runs` and `promote` read."""
     import optuna
 
@@ -141,6 +273,16 @@ def main(kind, n_trials, storage, study_name, objective, n_jobs, runs_dir, prune
         click.echo(f"interrupted; the study keeps its finished trials: run the same command to continue", err=True)
         sys.exit(130)
     _report(study, objective)
+    selection = None
+    if select_mode != "objective":
+        try:
+            selection = select_by_shift(study, select_mode, top_k=select_top, tolerance=shift_tolerance,
+                                        profile="quick" if shift_quick else "full", data_dir=kw["cache_dir"],
+                                        progress=not kw["quiet"])
+        except ValueError as exc:
+            raise click.ClickException(str(exc).splitlines()[0]) from None
+        _report_selection(selection, objective)
+    click.echo(f"summary: {write_summary(study, objective, runs_dir, selection)}")
 
 
 if __name__ == "__main__":
