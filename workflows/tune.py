@@ -188,7 +188,7 @@ def _report_selection(record: dict, objective: str) -> None:
                    f"{record['promote']}")
 
 
-def _report(study, objective: str) -> None:
+def _report(study, objective: str, promote_hint: bool = True) -> None:
     import optuna
 
     trials = study.trials
@@ -203,7 +203,10 @@ def _report(study, objective: str) -> None:
     click.echo(f"best trial {best.number}: {objective} {best.value:.4f}  run {best.user_attrs.get('run_dir')}")
     for name, value in sorted(best.params.items()):
         click.echo(f"  {name} = {value}")
-    click.echo(f"promote it with:\n  {promote_command(study)}")
+    if promote_hint:
+        click.echo(f"promote it with:\n  {promote_command(study)}")
+    else:
+        click.echo("(the trial to promote is chosen by the shift suite below)")
 
 
 @click.command("tune")
@@ -272,7 +275,7 @@ def main(kind, n_trials, storage, study_name, objective, n_jobs, runs_dir, prune
     except KeyboardInterrupt:
         click.echo(f"interrupted; the study keeps its finished trials: run the same command to continue", err=True)
         sys.exit(130)
-    _report(study, objective)
+    _report(study, objective, promote_hint=select_mode == "objective")
     selection = None
     if select_mode != "objective":
         try:
