@@ -104,7 +104,8 @@ def test_manifest_describes_the_artifact(built, kind):
     assert m["training"]["dataset"]["cal_seeds"] == [3] and m["training"]["dataset"]["test_seeds"] == [4]
     assert set(m["validation"]) == {"onnx_checker", "graph_policy", "signature", "parity", "operating_point",
                                     "calibration_rates", "runtime_parity"}
-    assert m["parity"]["pairs"] >= 2000 and m["parity"]["max_abs_diff"] <= 1e-4
+    assert m["parity"]["pairs"] >= 2000 and m["parity"]["max_abs_diff_cost_le_2T"] <= 1e-4
+    assert m["parity"]["tolerance_rule"] == "|diff| <= tolerance x max(1, cost / T)"
     assert m["validation"]["runtime_parity"]["max_abs_diff"] <= 1e-4
     for split in ("calibration", "test"):
         report = m["metrics"]["cost"][split]
@@ -353,3 +354,14 @@ def test_signature_and_policy_checks_catch_a_wrong_graph(built, cal_and_test):
     custom.opset_import.append(helper.make_opsetid("com.example", 1))
     with pytest.raises(GraphPolicyError, match="com.example"):
         check_graph_policy(candidate(custom))
+
+
+def test_parity_tolerance_is_absolute_where_costs_decide_and_relative_far_above():
+    from export.validate import _beyond_threshold_scaled
+
+    ref = np.array([0.5, 3.0, 4.0, 6.0, 50.0])
+    diff = np.full(5, 2e-4)
+    scaled = _beyond_threshold_scaled(diff, ref, 3.0)
+    # up to T the full difference counts; at 50 (no edge at any threshold) float32 rounding is forgiven
+    assert (scaled[:2] == 2e-4).all() and scaled[2] == pytest.approx(1.5e-4) and scaled[4] == pytest.approx(1.2e-5)
+    assert (scaled[:3] > 1e-4).all() and scaled[4] <= 1e-4
