@@ -61,6 +61,9 @@ def discover_costs(artifacts_dir: str) -> tuple[list[tuple[str, str, dict]], lis
         folder = os.path.join(artifacts_dir, name)
         if not os.path.isfile(os.path.join(folder, "manifest.json")):
             continue
+        if name.endswith(".prev"):  # promote's backup of the artifact it replaced, not a shipped cost
+            notes.append(f"{name}: skipped, a backup kept by promote")
+            continue
         config = {"type": "onnx", "artifact": os.path.abspath(folder)}
         try:
             load_cost_function(config)

@@ -373,3 +373,14 @@ def test_cli_quick_run_writes_tables_and_heatmap(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "shift_quick.md").read_text() == md
     assert (tmp_path / "shift_quick.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_discover_costs_skips_promote_backups(tmp_path):
+    import shutil
+
+    repo_artifacts = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "artifacts")
+    shutil.copytree(os.path.join(repo_artifacts, "lr"), tmp_path / "lr")
+    shutil.copytree(os.path.join(repo_artifacts, "lr"), tmp_path / "lr.prev")
+    costs, notes = bench.discover_costs(str(tmp_path))
+    assert [key for key, _, _ in costs] == ["bhat", "lr"]
+    assert any(n.startswith("lr.prev: skipped") for n in notes)
