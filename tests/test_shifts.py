@@ -230,7 +230,7 @@ def _cost_configs():
     configs = [("bhattacharyya", {"type": "bhattacharyya"})]
     folder = os.path.join(REPO, "artifacts")
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if os.path.isfile(os.path.join(folder, name, "manifest.json")):
+        if os.path.isfile(os.path.join(folder, name, "manifest.json")) and not name.endswith(".prev"):
             configs.append((name, {"type": "onnx", "artifact": os.path.join(folder, name)}))
     return configs
 
