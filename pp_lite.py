@@ -82,14 +82,7 @@ def _load_raw(data_dir: str | os.PathLike, scenario: str) -> list:
         raise PipelineError(
             f"{path} not found; create it with `simulate-scenario {scenario} --seed N --out {data_dir}` "
             f"or `make demo`")
-    try:
-        with open(path, "rb") as fh:
-            docs = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise PipelineError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(docs, list):
-        raise PipelineError(f"{path}: expected a JSON array of fragment documents, got {type(docs).__name__}")
-    return docs
+    return load_raw_file(path)
 
 
 # ----------------------------------------------------------------------------- write
