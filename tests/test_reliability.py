@@ -685,6 +685,10 @@ if __name__ == "__main__":
     if mode == "big-fragment":
         _big_fragment_driver(args[0])
     elif mode == "pp-lite-hang":
+        # Ctrl-C as at a terminal, even when the suite itself was started in the background by a
+        # non-interactive shell (which starts its children with SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.exit(_pp_lite_hang_driver(args[0], args[1:]))
     elif mode == "export-kill":
         _export_kill_driver(args[0], args[1], int(args[2]), int(args[3]))
