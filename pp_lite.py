@@ -357,15 +357,7 @@ def _jsonable(value: Any) -> Any:
 def write_outputs(out_dir: str | os.PathLike, scenario: str, tag: str, rec_docs: list[dict],
                   summary: Mapping[str, Any]) -> tuple[str, str]:
     """Write `REC_{scenario}_{tag}.json` and `REC_{scenario}_{tag}.meta.json` atomically; return both paths."""
-    out_dir = os.fspath(out_dir)
-    rec_path = os.path.join(out_dir, f"REC_{scenario}_{tag}.json")
-    meta_path = os.path.join(out_dir, f"REC_{scenario}_{tag}.meta.json")
-    t0 = time.perf_counter()
-    atomic_write_text(rec_path, json.dumps(rec_docs, separators=(",", ":")))
-    meta = dict(summary, tag=tag, rec_file=os.path.basename(rec_path))
-    meta["timings"] = dict(summary.get("timings", {}), write_s=time.perf_counter() - t0)
-    atomic_write_text(meta_path, json.dumps(meta, indent=1))
-    return rec_path, meta_path
+    return write_rec_file(os.path.join(os.fspath(out_dir), f"REC_{scenario}_{tag}.json"), tag, rec_docs, summary)
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:
