@@ -175,8 +175,12 @@ class FeatureModelSpec(ExportSpec):
         cols = [list(FEATURE_NAMES).index(n) for n in names]
         return np.ascontiguousarray(pairs.features[:, cols], dtype=np.dtype(self.feature_dtype))
 
+    def input_width(self, model) -> int:
+        """Columns of the graph's `features` input."""
+        return len(self.feature_names(model))
+
     def signatures(self, model) -> dict[str, GraphSignature]:
-        n = len(self.feature_names(model))
+        n = self.input_width(model)
         return {"model": GraphSignature("model", "model.onnx",
                                         (TensorSignature("features", self.feature_dtype, (BATCH_DIM, n)),),
                                         (TensorSignature(COST, "float64", (BATCH_DIM,)),))}
@@ -195,7 +199,10 @@ class LogisticSpec(FeatureModelSpec):
     """Logistic regression: StandardScaler + LogisticRegression through skl2onnx, in float64.
 
     skl2onnx with zipmap off and raw scores gives (N, 2) = (-score, score); column 1 is the logit.
-    The label branch is pruned when the calibration is folded in.
+    The label branch is pruned when the calibration is folded in. A model with a feature transform or
+    extra inputs (`training.lr`) gets the same steps as graph nodes in front of the scaler: the graph's
+    `features` input holds the raw features, then the raw extra inputs (the runtime computes them; the
+    manifest lists them under `inputs.extra_inputs`).
     """
 
     kind = "lr"
@@ -203,6 +210,18 @@ class LogisticSpec(FeatureModelSpec):
 
     def feature_names(self, model) -> list[str]:
         return list(model.feature_names)
+
+    def input_width(self, model) -> int:
+        return model.n_inputs
+
+    def feature_matrix(self, model, pairs) -> np.ndarray:
+        return np.ascontiguousarray(model.pair_inputs(pairs), dtype=np.float64)
+
+    def runtime_inputs(self, model) -> dict:
+        out = {"feature_names": self.feature_names(model)}
+        if model.inputs:
+            out["extra_inputs"] = [dict(i) for i in model.inputs]
+        return out
 
     def logit_graphs(self, model) -> dict:
         import onnx.version_converter
@@ -212,10 +231,11 @@ class LogisticSpec(FeatureModelSpec):
 
         pipe = model.to_sklearn()
         clf = pipe.steps[-1][1]
-        onx = convert_sklearn(pipe, initial_types=[("features", DoubleTensorType([None, len(model.feature_names)]))],
+        onx = convert_sklearn(pipe, initial_types=[("features", DoubleTensorType([None, model.n_inputs]))],
                               options={id(clf): {"zipmap": False, "raw_scores": True}},
                               target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET})
         onx = onnx.version_converter.convert_version(onx, OPSET)
+        _prepend_input_transform(onx, model)
         scores = [o.name for o in onx.graph.output if o.name != "label"][0]
         onx.graph.initializer.append(numpy_helper.from_array(np.asarray(1, dtype=np.int64), "logit_column"))
         onx.graph.node.append(helper.make_node("Gather", [scores, "logit_column"], [LOGIT], name="logit", axis=1))
@@ -225,6 +245,56 @@ class LogisticSpec(FeatureModelSpec):
 
     def framework_logits(self, model, pairs) -> np.ndarray:
         return np.asarray(model.decision_function(self.feature_matrix(model, pairs)), dtype=np.float64)
+
+
+def _prepend_input_transform(onx, model) -> None:
+    """Rewire `onx` so its input `features` (raw features, then raw extra inputs) passes through the model's
+    transforms first: signed log of the feature columns (`transform="slog"`), log(x + eps) of each extra
+    input. Nothing changes for a model with neither."""
+    from onnx import helper, numpy_helper
+
+    n, extra = len(model.feature_names), list(model.inputs)
+    if model.transform == "none" and not extra:
+        return
+    prefix = "inputs/"
+    transformed = prefix + "transformed"
+    for node in onx.graph.node:
+        node.input[:] = [transformed if name == "features" else name for name in node.input]
+    consts = {"one": np.asarray(1.0), "start": np.asarray([0], dtype=np.int64),
+              "split": np.asarray([n], dtype=np.int64), "end": np.asarray([n + len(extra)], dtype=np.int64),
+              "axis": np.asarray([1], dtype=np.int64),
+              "eps": np.asarray([float(i["eps"]) for i in extra], dtype=np.float64)}
+    inits = [numpy_helper.from_array(v, prefix + k) for k, v in consts.items()]
+    c = {k: prefix + k for k in consts}
+    t = lambda name: prefix + name  # noqa: E731
+    nodes, parts = [], []
+    feats = "features"
+    if extra:
+        nodes.append(helper.make_node("Slice", ["features", c["start"], c["split"], c["axis"]], [t("feats")],
+                                      name=t("slice_features")))
+        nodes.append(helper.make_node("Slice", ["features", c["split"], c["end"], c["axis"]], [t("extra")],
+                                      name=t("slice_extra")))
+        feats = t("feats")
+    if model.transform == "slog":  # sign(x) log(1 + |x|)
+        nodes += [helper.make_node("Abs", [feats], [t("abs")], name=t("abs")),
+                  helper.make_node("Add", [t("abs"), c["one"]], [t("abs1")], name=t("abs_plus_1")),
+                  helper.make_node("Log", [t("abs1")], [t("log")], name=t("log1p")),
+                  helper.make_node("Sign", [feats], [t("sign")], name=t("sign")),
+                  helper.make_node("Mul", [t("sign"), t("log")], [t("slog")], name=t("slog"))]
+        feats = t("slog")
+    parts.append(feats)
+    if extra:
+        if any(i.get("transform") != "log" for i in extra):
+            raise ValueError(f"extra inputs with transforms other than log: {extra}")
+        nodes += [helper.make_node("Add", [t("extra"), c["eps"]], [t("extra_eps")], name=t("extra_plus_eps")),
+                  helper.make_node("Log", [t("extra_eps")], [t("extra_log")], name=t("extra_log"))]
+        parts.append(t("extra_log"))
+    nodes.append(helper.make_node("Concat", parts, [transformed], name=t("concat"), axis=1) if len(parts) > 1
+                 else helper.make_node("Identity", parts, [transformed], name=t("identity")))
+    old = list(onx.graph.node)
+    del onx.graph.node[:]
+    onx.graph.node.extend(nodes + old)
+    onx.graph.initializer.extend(inits)
 
 
 class MLPSpec(FeatureModelSpec):

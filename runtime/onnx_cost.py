@@ -11,7 +11,10 @@ onnxruntime.
 Serving: per fragment, once (cached by fragment identity): the engineered-feature summary and, for
 sequence models, the embeddings of its tail and head junction windows (one batched encoder call).
 Per pair: feature arithmetic on two summaries plus one cost-graph call; `compute_costs` scores one
-new fragment against all its candidates in one graph call.
+new fragment against all its candidates in one graph call. A model whose manifest lists extra inputs
+(`inputs.extra_inputs`; today only "bhattacharyya_cost", the LR's) also gets the pair's Bhattacharyya cost
+at the cone parameters recorded at export (never the caller's), from the runtime's own Bhattacharyya
+cost with its own per-fragment cache, written into the columns after the features.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from .bhattacharyya import BhattacharyyaCostFunction, cone_parameters
 from .cache import FragmentCache
 from .cost import INVALID_COST, ConfigError, CostFunctionFactory, StitchCostFunction
 from .features import FEATURE_NAMES, INPUT_FIELDS, FeatureExtractor, schema_fragment, schema_hash
@@ -513,12 +517,17 @@ class OnnxCostFunction(StitchCostFunction):
         if self.kind not in MODEL_KINDS:
             raise ManifestError(f"{where}: model kind {self.kind!r} unknown (known: {', '.join(MODEL_KINDS)})")
         self.schema, names = _feature_schema(where, manifest)
+        self._cone = _extra_inputs(where, manifest)
+        self._bhat = BhattacharyyaCostFunction(cache_size=cache_size) if self._cone is not None else None
+        width = len(names) + (self._cone is not None)
         # its own cache only sees misses of ours (summaries live in our entries), so keep it tiny
         self._extractor = FeatureExtractor(self.schema, names=names, cache_size=2)
         sessions = _open_graphs(where, manifest, blobs)
         self.sequence = "encoder" in sessions
         graphs, inputs = manifest["graphs"], manifest["inputs"]
         if self.sequence:
+            if self._cone is not None:
+                raise SchemaError(f"{where}: inputs.extra_inputs are served for single-graph models only")
             if inputs.get("channels") != list(CHANNELS):
                 raise SchemaError(f"{where}: encoder channels {inputs.get('channels')!r} differ from this runtime's "
                                   f"{list(CHANNELS)!r}")
@@ -535,7 +544,7 @@ class OnnxCostFunction(StitchCostFunction):
             self._encoder = _BoundGraph(sessions["encoder"], [enc["window"], enc["mask"]], enc["embedding"])
             self._cost = _BoundGraph(sessions["head"], [head["emb_a"], head["emb_b"], head["features"]], head["cost"])
         else:
-            sig = _signature(where, "model", graphs["model"], sessions["model"], {"features": (None, (len(names),))},
+            sig = _signature(where, "model", graphs["model"], sessions["model"], {"features": (None, (width,))},
                              "cost")
             self._cost = _BoundGraph(sessions["model"], [sig["features"]], sig["cost"])
         self._single = self._cost.buffers(1)
@@ -567,14 +576,21 @@ class OnnxCostFunction(StitchCostFunction):
     def describe(self) -> dict:
         return {"type": "onnx", "model": self.kind, "artifact": self.artifact_dir,
                 "feature_schema": self.schema, "document_fields": list(INPUT_FIELDS[self.schema]),
+                "extra_inputs": list(self.manifest["inputs"].get("extra_inputs", [])),
                 "calibration": self.manifest.get("calibration", {})}
 
     # -- per pair --------------------------------------------------------------------------------------
-    def _score_pair(self, entry_a: _Entry, entry_b: _Entry) -> float:
-        """The cost of one pair: scalar feature arithmetic, one graph call on the batch-1 buffers."""
+    def _score_pair(self, entry_a: _Entry, entry_b: _Entry, extra: float | None = None) -> float:
+        """The cost of one pair: scalar feature arithmetic, one graph call on the batch-1 buffers.
+        `extra`: the pair's extra input (its Bhattacharyya cost) for a model that takes one."""
         with self._lock:
             bufs, out, bound = self._single
-            self._extractor.pair_into(entry_a.summary, entry_b.summary, bufs[-1][0])
+            if extra is None:
+                self._extractor.pair_into(entry_a.summary, entry_b.summary, bufs[-1][0])
+            else:
+                row = bufs[-1][0]
+                self._extractor.pair_into(entry_a.summary, entry_b.summary, row[:-1])
+                row[-1] = extra
             if self.sequence:
                 bufs[0][0] = entry_a.tail
                 bufs[1][0] = entry_b.head
@@ -582,8 +598,9 @@ class OnnxCostFunction(StitchCostFunction):
             cost = float(out[0])
         return cost if math.isfinite(cost) else INVALID_COST
 
-    def _score(self, entries_a: Sequence[_Entry], entry_b: _Entry) -> np.ndarray:
-        """Costs of `entries_a[i] -> entry_b` in one graph call (float64, non-finite -> 1e6)."""
+    def _score(self, entries_a: Sequence[_Entry], entry_b: _Entry, extra: np.ndarray | None = None) -> np.ndarray:
+        """Costs of `entries_a[i] -> entry_b` in one graph call (float64, non-finite -> 1e6); `extra` as in
+        `_score_pair`, one per pair."""
         k = len(entries_a)
         features = self._extractor.batch_from_summaries([e.summary for e in entries_a], entry_b.summary)
         with self._lock:
@@ -594,7 +611,11 @@ class OnnxCostFunction(StitchCostFunction):
                 emb_b[:k] = entry_b.head
             else:
                 feat = bufs[0]
-            feat[:k] = features
+            if extra is None:
+                feat[:k] = features
+            else:
+                feat[:k, :-1] = features
+                feat[:k, -1] = extra
             self._cost.run(binding)
             costs = out[:k].copy()  # the output buffer is float64 and reused by the next call
         if not math.isfinite(_add_reduce(costs)):  # one reduction instead of isfinite + all
@@ -611,7 +632,9 @@ class OnnxCostFunction(StitchCostFunction):
         b = self._cache.get(track2)
         if gap is None and not 0.0 <= b.t_first - a.t_last <= TIME_WIN:
             return INVALID_COST
-        return self._score_pair(a, b)
+        if self._bhat is None:
+            return self._score_pair(a, b)
+        return self._score_pair(a, b, self._bhat.compute_cost(track1, track2, TIME_WIN, self._cone))
 
     def compute_costs(self, tracks1: Sequence[Mapping[str, Any]], track2: Mapping[str, Any], TIME_WIN: float,
                       param: Mapping[str, Any] | None = None) -> np.ndarray:
@@ -621,11 +644,15 @@ class OnnxCostFunction(StitchCostFunction):
         """
         k = len(tracks1)
         live, _, b, entries = self._cache.candidates(tracks1, track2, TIME_WIN) if k else ([], [], None, [])
+        extra = None
+        if self._bhat is not None and live:
+            extra = self._bhat.compute_costs(tracks1 if len(live) == k else [tracks1[i] for i in live], track2,
+                                             TIME_WIN, self._cone)
         if len(live) == k and k:
-            return self._score(entries, b)
+            return self._score(entries, b, extra)
         out = np.full(k, INVALID_COST)
         if live:
-            out[live] = self._score(entries, b)
+            out[live] = self._score(entries, b, extra)
         return out
 
 
@@ -649,6 +676,31 @@ def _feature_schema(where: str, manifest: Mapping[str, Any]) -> tuple[str, list[
                           f"differs from this runtime's {expected[:16]!r}...; the feature code or schema changed "
                           "since export")
     return schema, names
+
+
+def _extra_inputs(where: str, manifest: Mapping[str, Any]) -> dict | None:
+    """The cone parameters of the "bhattacharyya_cost" input when the manifest lists it, else None.
+
+    Raises SchemaError for any other extra input, a transform other than log(x + eps) with the eps the
+    graph folds in, or cone parameters the Bhattacharyya cost refuses.
+    """
+    extra = manifest["inputs"].get("extra_inputs") if isinstance(manifest.get("inputs"), dict) else None
+    if extra is None:
+        return None
+    if not isinstance(extra, list) or len(extra) != 1 or not isinstance(extra[0], dict) \
+            or extra[0].get("name") != "bhattacharyya_cost":
+        raise SchemaError(f"{where}: inputs.extra_inputs {extra!r:.120} is not served by this runtime (it computes "
+                          "one: [{'name': 'bhattacharyya_cost', ...}])")
+    spec = extra[0]
+    cone = spec.get("cone")
+    if spec.get("transform") != "log" or not isinstance(cone, dict) or set(cone) != {"cx", "mx", "cy", "my"}:
+        raise SchemaError(f"{where}: inputs.extra_inputs bhattacharyya_cost needs transform 'log' and cone "
+                          f"parameters cx, mx, cy, my; got {spec!r:.160}")
+    try:
+        values = cone_parameters(cone)
+    except ConfigError as exc:
+        raise SchemaError(f"{where}: inputs.extra_inputs bhattacharyya_cost: {exc}") from None
+    return dict(zip(("cx", "mx", "cy", "my"), values))
 
 
 def _open_graphs(where: str, manifest: Mapping[str, Any], blobs: Mapping[str, bytes]) -> dict:

@@ -91,6 +91,11 @@ def test_manifest_describes_the_artifact(built, kind):
     assert m["inputs"]["document_fields"] == ["_id", "timestamp", "x_position", "y_position", "direction",
                                               "length", "width", "height"]
     assert m["inputs"]["feature_names"] == list(FEATURE_NAMES)
+    if kind == "lr":  # train-lr's default inputs: the pair's Bhattacharyya cost after the features
+        assert m["inputs"]["extra_inputs"] == [{"name": "bhattacharyya_cost", "transform": "log", "eps": 1e-3,
+                                                "cone": {"cx": 0.2, "mx": 0.1, "cy": 2.0, "my": 0.1}}]
+    else:
+        assert "extra_inputs" not in m["inputs"]
     assert m["opset"] >= 17 and m["external_data"] == []
     cal = m["calibration"]
     for key in ("a", "b", "z_star", "s", "T", "k", "ceiling", "strategy", "target", "delta", "operating"):
@@ -143,12 +148,15 @@ def test_graph_output_is_the_calibrated_cost(built, cal_and_test, kind):
     cal_pairs, test_pairs = cal_and_test
     sess = _session(art / "model.onnx")
     assert [o.name for o in sess.get_outputs()] == ["cost"] and sess.get_outputs()[0].type == "tensor(double)"
-    assert sess.get_inputs()[0].shape == ["N", 47]
-    dtype = np.float64 if kind == "lr" else np.float32
-    cost = sess.run(["cost"], {"features": test_pairs.features.astype(dtype)})[0]
     _, model, _ = load_trained(str(built["runs"][kind]))
+    spec = export_spec(kind)
+    # the LR takes the 47 features and then the pair's Bhattacharyya cost
+    assert sess.get_inputs()[0].shape == ["N", 48 if kind == "lr" else 47]
+    cost = sess.run(["cost"], {"features": spec.feature_matrix(model, test_pairs)})[0]
+    if kind == "lr":
+        np.testing.assert_array_equal(spec.feature_matrix(model, test_pairs)[:, -1], test_pairs.bhat)
     calibration = Calibration.from_json(m["calibration"])
-    framework = calibration.cost(export_spec(kind).framework_logits(model, test_pairs))
+    framework = calibration.cost(spec.framework_logits(model, test_pairs))
     assert len(test_pairs) >= 2000
     np.testing.assert_allclose(cost, framework, rtol=0, atol=1e-4)
     assert (cost >= 0).all() and (cost <= calibration.ceiling).all()
@@ -158,10 +166,11 @@ def test_graph_output_is_the_calibrated_cost(built, cal_and_test, kind):
     assert not {"calibration/v0", "calibration/v1"} & {i.name for i in graph.initializer}
     # the operating point: cost == T at the calibration pair that defines z*
     idx = m["calibration"]["operating"]["index"]
-    op_cost = sess.run(["cost"], {"features": cal_pairs.features[idx:idx + 1].astype(dtype)})[0][0]
+    cal_inputs = spec.feature_matrix(model, cal_pairs)
+    op_cost = sess.run(["cost"], {"features": cal_inputs[idx:idx + 1]})[0][0]
     assert op_cost == pytest.approx(3.0, abs=1e-4)
     # and the stitcher's rule at T reproduces the operating point on the calibration split
-    cal_cost = sess.run(["cost"], {"features": cal_pairs.features.astype(dtype)})[0]
+    cal_cost = sess.run(["cost"], {"features": cal_inputs})[0]
     fp = int(((cal_cost <= 3.0) & (cal_pairs.label == 0)).sum())
     assert abs(fp - m["calibration"]["operating"]["fp"]) <= 1
     assert fp / (cal_pairs.label == 0).sum() <= 0.005 + 1 / (cal_pairs.label == 0).sum()

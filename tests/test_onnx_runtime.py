@@ -68,7 +68,10 @@ def _direct_costs(art: Path, pairs) -> np.ndarray:
     if "model" in manifest["graphs"]:
         sess = ort.InferenceSession(str(art / "model.onnx"), providers=["CPUExecutionProvider"])
         dtype = np.float64 if manifest["graphs"]["model"]["inputs"][0]["dtype"] == "float64" else np.float32
-        return sess.run(["cost"], {"features": pairs.features.astype(dtype)})[0]
+        x = pairs.features
+        if manifest["inputs"].get("extra_inputs"):  # the LR: the pair's Bhattacharyya cost after the features
+            x = np.hstack([x, pairs.bhat[:, None]])
+        return sess.run(["cost"], {"features": x.astype(dtype)})[0]
     enc = ort.InferenceSession(str(art / "encoder.onnx"), providers=["CPUExecutionProvider"])
     head = ort.InferenceSession(str(art / "head.onnx"), providers=["CPUExecutionProvider"])
     L = manifest["inputs"]["window_length"]
@@ -149,6 +152,50 @@ def test_non_finite_output_is_invalid(built, monkeypatch):
     monkeypatch.setattr(fn._extractor, "batch_from_summaries", lambda sas, sb: np.full((len(sas), 47), np.nan))
     assert fn.compute_cost(a, b, TIME_WIN) == INVALID_COST
     assert (fn.compute_costs([a, a], b, TIME_WIN) == INVALID_COST).all()
+
+
+def test_the_bhattacharyya_input_uses_the_artifacts_cone_not_the_callers(built, test_pairs):
+    """The LR's extra input is the Bhattacharyya cost at the cone recorded at export: a caller's stitcher_args
+    (thresholds, or other cone parameters for its own Bhattacharyya cost) change nothing."""
+    from runtime.bhattacharyya import BhattacharyyaCostFunction
+
+    fn = OnnxCostFunction(str(built["artifacts"]["lr"]))
+    assert fn.describe()["extra_inputs"] == [{"name": "bhattacharyya_cost", "transform": "log", "eps": 1e-3,
+                                              "cone": {"cx": 0.2, "mx": 0.1, "cy": 2.0, "my": 0.1}}]
+    docs, a, b = test_pairs.docs, test_pairs.a[:200], test_pairs.b[:200]
+    other = {"stitcher_args": {"cx": 2.0, "mx": 0.5, "cy": 6.0, "my": 0.5, "stitch_thresh": 3}}
+    plain = np.array([fn.compute_cost(docs[i], docs[j], TIME_WIN) for i, j in zip(a, b)])
+    with_other = np.array([fn.compute_cost(docs[i], docs[j], TIME_WIN, other) for i, j in zip(a, b)])
+    np.testing.assert_array_equal(plain, with_other)
+    # what it feeds the graph is that cost: the one the pair miner stored (training.pairs.BHAT_PARAM)
+    bhat = BhattacharyyaCostFunction()
+    fed = np.array([bhat.compute_cost(docs[i], docs[j], TIME_WIN, fn.describe()["extra_inputs"][0]["cone"])
+                    for i, j in zip(a, b)])
+    np.testing.assert_allclose(fed, test_pairs.bhat[:200], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([{"name": "speed_ratio", "transform": "log", "cone": {}}], "not served by this runtime"),
+    ([{"name": "bhattacharyya_cost", "transform": "sqrt", "cone": {"cx": 0.2, "mx": 0.1, "cy": 2.0, "my": 0.1}}],
+     "transform 'log'"),
+    ([{"name": "bhattacharyya_cost", "transform": "log", "cone": {"cx": -1.0, "mx": 0.1, "cy": 2.0, "my": 0.1}}],
+     "cone widths"),
+    ([{"name": "bhattacharyya_cost", "transform": "log", "cone": {"cx": 0.2}}], "cx, mx, cy, my"),
+    ("bhattacharyya_cost", "not served"),
+])
+def test_unknown_or_malformed_extra_inputs_are_refused(built, tmp_path, extra, message):
+    art = _copy(built, "lr", tmp_path)
+    _edit_manifest(art, lambda m: m["inputs"].update(extra_inputs=extra))
+    with pytest.raises(SchemaError, match=message):
+        OnnxCostFunction(str(art))
+
+
+def test_an_lr_graph_without_its_extra_input_in_the_manifest_is_refused(built, tmp_path):
+    """Dropping `extra_inputs` from the manifest leaves a 48-column graph the runtime would feed 47: refused."""
+    art = _copy(built, "lr", tmp_path)
+    _edit_manifest(art, lambda m: m["inputs"].pop("extra_inputs"))
+    with pytest.raises(SignatureMismatchError, match="features"):
+        OnnxCostFunction(str(art))
 
 
 def test_invalid_fragment_inside_the_window_names_the_fragment(built):

@@ -254,8 +254,19 @@ def _torch_train(kind: str, kw: dict) -> None:
 @click.option("--holdout-scenario", type=click.Choice(["i", "ii", "iii"]), default=None,
               help="With --features-npz: test on this scenario's row block, train on the others.")
 @click.option("--C", "C", type=float, default=1.0, show_default=True, help="Inverse L2 regularisation strength.")
-def train_lr(out, feature_list, features_npz, holdout_scenario, C, **kw):
-    """Train logistic regression (StandardScaler + LogisticRegression, split before scaling)."""
+@click.option("--transform", type=click.Choice(["slog", "none"]), default="slog", show_default=True,
+              help="Feature transform before the scaler: slog = sign(x) log(1 + |x|); none = the reference's raw "
+                   "features.")
+@click.option("--bhattacharyya-input/--no-bhattacharyya-input", default=True, show_default=True,
+              help="Also feed the pair's Bhattacharyya cost (as log(cost + 1e-3)); the runtime computes it at "
+                   "the cone parameters recorded in the artifact.")
+def train_lr(out, feature_list, features_npz, holdout_scenario, C, transform, bhattacharyya_input, **kw):
+    """Train logistic regression (StandardScaler + LogisticRegression, split before scaling).
+
+    By default on signed-log features plus the pair's Bhattacharyya cost; `--transform none
+    --no-bhattacharyya-input` is the reference's plain LR. `--features-npz` trains the plain LR on the
+    reference's feature matrix (which holds no Bhattacharyya cost).
+    """
     from .lr import CONSENSUS_10
 
     names = list(CONSENSUS_10) if feature_list == "consensus" else _names(feature_list)
@@ -278,7 +289,8 @@ def train_lr(out, feature_list, features_npz, holdout_scenario, C, **kw):
         return
     if holdout_scenario:
         raise click.UsageError("--holdout-scenario applies to --features-npz; scenario runs split by seed")
-    _run("lr", out, kw, features=names, model_overrides={"C": C})
+    _run("lr", out, kw, features=names,
+         model_overrides={"C": C, "transform": transform, "bhattacharyya_input": bhattacharyya_input})
 
 
 @click.command("train-mlp", context_settings=CONTEXT)
