@@ -27,6 +27,15 @@ not depend on the machine's mix of speeds: the cost's ratio to a reference workl
 kind* (pure Python/numpy arithmetic for Bhattacharyya, an onnxruntime call of a tiny graph for the
 ONNX costs), against the committed ratio in benchmarks/budgets.json times FALLBACK_TOLERANCE.
 
+A deliberate trade (a cost made slower for a better one) is declared where it is reviewed: in the
+message of a commit between the base and HEAD, a trailer
+
+    Latency-accepted: lr single 2.5, lr batch32 2.8
+
+(cost, metric, the largest B/A ratio accepted; several per line or several lines). A check measured
+at or below its accepted ratio passes and says which commit accepted it; above it, it fails as
+before. Nothing else is exempt, and the ceiling still applies.
+
 In every mode a warm median above the absolute ceiling (budgets.json `ceiling_us`, 1000 us per
 pair: the "< 1 ms per pair" promise) fails: a generous sanity ceiling, never the pass/fail ratio.
 
@@ -34,6 +43,7 @@ pair: the "< 1 ms per pair" promise) fails: a generous sanity ceiling, never the
     python benchmarks/gate.py --base v1.2          # vs another revision
     python benchmarks/gate.py --no-base            # the same-kind fallback only
     python benchmarks/gate.py --update-budgets     # re-measure the fallback ratios
+    git commit -m "..." -m "Latency-accepted: lr single 2.5"   # declare a deliberate trade
     STITCH_GATE_INJECT_US=mlp=+50% python benchmarks/gate.py            # prove it: B's mlp 1.5x slower
     STITCH_GATE_INJECT_US=both:bhattacharyya=+100% python benchmarks/gate.py  # slower kind on both: passes
 """
@@ -70,7 +80,8 @@ from runtime.files import atomic_write_text  # noqa: E402
 
 __all__ = ["TOLERANCE", "SIGN_ALPHA", "FALLBACK_TOLERANCE", "BUDGETS_PATH", "INJECT_ENV", "GateConfig", "GateResult",
            "Check", "Base", "resolve_base", "export_base", "load_costs", "gate_pairs", "measure", "evaluate",
-           "run_gate", "load_budgets", "parse_inject", "sign_test_threshold", "Slowed", "tiny_mlp_onnx",
+           "run_gate", "load_budgets", "parse_acceptances", "accepted_between", "ACCEPT_TRAILER", "parse_inject",
+           "sign_test_threshold", "Slowed", "tiny_mlp_onnx",
            "ReferenceWorkload", "PythonReference", "OnnxReference", "PARAM", "BATCH", "METRICS"]
 
 # B fails when its median per-round ratio to A exceeds 1 + TOLERANCE (and the sign test agrees).
@@ -181,6 +192,50 @@ def resolve_base(rev: str | None = None, repo: str = REPO) -> Base:
     if parent is None:
         return Base(None, "HEAD~1", reason="HEAD~1 is not here (a shallow clone or the first commit)")
     return Base(parent, "HEAD~1")
+
+
+ACCEPT_TRAILER = "Latency-accepted:"
+
+
+def parse_acceptances(message: str) -> dict[tuple[str, str], float]:
+    """{(cost, metric): largest accepted B/A ratio} from the `Latency-accepted:` trailers of one commit message.
+
+    Raises ValueError naming the entry when one is not `<cost> <metric> <ratio>` with a known cost and
+    metric and a ratio above 1.
+    """
+    out: dict[tuple[str, str], float] = {}
+    for line in message.splitlines():
+        if not line.strip().lower().startswith(ACCEPT_TRAILER.lower()):
+            continue
+        for entry in line.strip()[len(ACCEPT_TRAILER):].split(","):
+            parts = entry.split()
+            if not parts:
+                continue
+            try:
+                cost, metric, ratio = parts[0].lower(), parts[1], float(parts[2].rstrip("x"))
+            except (IndexError, ValueError):
+                raise ValueError(f"{ACCEPT_TRAILER} entry {entry.strip()!r}: expected '<cost> <metric> <ratio>', "
+                                 "e.g. 'lr single 2.5'") from None
+            if len(parts) != 3 or cost not in COSTS or metric not in METRICS or not ratio > 1.0 \
+                    or not math.isfinite(ratio):
+                raise ValueError(f"{ACCEPT_TRAILER} entry {entry.strip()!r}: cost one of {', '.join(COSTS)}, "
+                                 f"metric one of {', '.join(METRICS)}, ratio a number above 1")
+            out[(cost, metric)] = max(ratio, out.get((cost, metric), 0.0))
+    return out
+
+
+def accepted_between(base_commit: str, repo: str = REPO) -> dict[tuple[str, str], tuple[float, str]]:
+    """{(cost, metric): (ratio, short sha)} declared by the commits in base..HEAD (the largest ratio wins)."""
+    log = _git("log", "--format=%h%x00%B%x1e", f"{base_commit}..HEAD", repo=repo)
+    out: dict[tuple[str, str], tuple[float, str]] = {}
+    for record in (log or "").split("\x1e"):
+        if "\x00" not in record:
+            continue
+        sha, message = record.strip().split("\x00", 1)
+        for key, ratio in parse_acceptances(message).items():
+            if ratio > out.get(key, (0.0, ""))[0]:
+                out[key] = (ratio, sha)
+    return out
 
 
 def export_base(base: Base, dest: str, repo: str = REPO) -> Base:
@@ -415,6 +470,7 @@ class Check:
     rounds: int
     limit: float | None
     failures: list[str] = field(default_factory=list)
+    accepted: str | None = None  # "<= 2.5x, accepted in <sha>" when a commit's trailer allowed the slowdown
 
     @property
     def ok(self) -> bool:
@@ -423,7 +479,8 @@ class Check:
     def to_json(self) -> dict:
         return {"cost": self.cost, "metric": self.metric, "mode": self.mode, "ratio": round(self.ratio, 4),
                 "b_us": round(self.b_us, 3), "a_us": round(self.a_us, 3), "slower": self.slower,
-                "rounds": self.rounds, "limit": self.limit, "ok": self.ok, "failures": self.failures}
+                "rounds": self.rounds, "limit": self.limit, "ok": self.ok, "failures": self.failures,
+                "accepted": self.accepted}
 
 
 @dataclass
@@ -446,7 +503,8 @@ class GateResult:
                  f"{'cost':<14} {'metric':<8} {'mode':<8} {'A us':>9} {'B us':>9} {'ratio':>7} {'slower':>7}  verdict"]
         for c in self.checks:
             a_us = f"{c.a_us:9.2f}" if c.mode == "base" else f"{'ref ' + format(c.a_us, '.1f'):>9}"
-            verdict = "ok" if c.ok else "FAIL: " + "; ".join(c.failures)
+            verdict = ("ok" + (f" (slower, {c.accepted})" if c.accepted else "")) if c.ok else \
+                "FAIL: " + "; ".join(c.failures)
             slower = f"{c.slower:>3}/{c.rounds:<3}" if c.mode == "base" else f"{'-':^7}"
             lines.append(f"{c.cost:<14} {c.metric:<8} {c.mode:<8} {a_us} {c.b_us:9.2f} {c.ratio:7.3f} {slower}  "
                          f"{verdict}")
@@ -498,8 +556,11 @@ def load_budgets(path: str = BUDGETS_PATH) -> dict:
 
 
 def evaluate(measured: Mapping[tuple[str, str], Mapping[str, list]], modes: Mapping[tuple[str, str], str],
-             budgets: Mapping[str, Any], base_label: str = "-") -> GateResult:
-    """The verdict on `measure`'s output (see the module docstring)."""
+             budgets: Mapping[str, Any], base_label: str = "-",
+             accepted: Mapping[tuple[str, str], tuple[float, str]] | None = None) -> GateResult:
+    """The verdict on `measure`'s output (see the module docstring). `accepted`: `accepted_between`'s
+    declared trades, which lift a base-mode check's limit to the declared ratio."""
+    accepted = accepted or {}
     checks, notes = [], []
     for (cost, metric), rec in measured.items():
         mode = modes[(cost, metric)]
@@ -513,8 +574,12 @@ def evaluate(measured: Mapping[tuple[str, str], Mapping[str, list]], modes: Mapp
             limit = 1.0 + TOLERANCE
             check = Check(cost, metric, "base", ratio, b_us, a_us, slower, n, limit)
             need = sign_test_threshold(n)
-            if ratio > limit and slower >= need:
-                check.failures.append(f"{ratio:.2f}x its base (> {limit:g}x), slower in {slower}/{n} rounds")
+            declared = accepted.get((cost, metric))
+            if ratio > limit and slower >= need and declared is not None and ratio <= declared[0]:
+                check.accepted = f"{ratio:.2f}x <= {declared[0]:g}x accepted in {declared[1]}"
+            elif ratio > limit and slower >= need:
+                extra = f"; {declared[1]} accepted up to {declared[0]:g}x" if declared else ""
+                check.failures.append(f"{ratio:.2f}x its base (> {limit:g}x), slower in {slower}/{n} rounds{extra}")
             elif ratio > limit:
                 notes.append(f"{cost} {metric}: median ratio {ratio:.2f} but slower in only {slower}/{n} rounds "
                              f"(< {need}): noise, not a consistent regression")
@@ -627,7 +692,8 @@ def run_gate(base: str | None = None, *, use_base: bool = True, base_root: str |
             for w in workers:
                 w.close()
     modes = {**{k: "base" for k in compare}, **{k: "fallback" for k in fallback}}
-    result = evaluate(measured, modes, budgets, label)
+    declared = accepted_between(where.commit, repo=change_root) if where.commit and compare else {}
+    result = evaluate(measured, modes, budgets, label, declared)
     result.notes[:0] = [f"{n_pairs} pairs, {n_groups} groups of {BATCH}; {config.rounds} rounds; "
                         f"blocks of {config.block} single / {config.batch_block} batch calls per side"]
     result.wall_s = time.perf_counter() - started

@@ -267,6 +267,53 @@ def test_evaluate_needs_a_consistent_regression():
     assert not result.passed and "FAILED (3 check(s))" in result.report()
 
 
+def test_parse_acceptances_reads_trailers_and_refuses_malformed_ones():
+    message = ("Ship the new LR\n\nIt feeds the Bhattacharyya cost.\n\n"
+               "Latency-accepted: lr single 2.5, lr batch32 2.8x\nlatency-accepted: mlp single 1.4\n"
+               "Latency-accepted: lr single 2.0\n")
+    assert gate.parse_acceptances(message) == {("lr", "single"): 2.5, ("lr", "batch32"): 2.8, ("mlp", "single"): 1.4}
+    assert gate.parse_acceptances("no trailer here\nlatency accepted: lr single 3") == {}
+    for bad in ("lr single", "lr single fast", "gbm single 2", "lr triple 2", "lr single 0.9", "lr single 2 3"):
+        with pytest.raises(ValueError, match="Latency-accepted"):
+            gate.parse_acceptances(f"x\n\nLatency-accepted: {bad}")
+
+
+def test_an_accepted_slowdown_passes_up_to_its_declared_ratio_only():
+    budgets = {"ceiling_us": {"single": 1000.0, "batch32": 1000.0}, "fallback": {}}
+    measured = {("lr", "single"): _rec([2.1] * 30), ("lr", "batch32"): _rec([2.9] * 30),
+                ("mlp", "single"): _rec([2.0] * 30), ("tcn", "single"): _rec([1.5] * 30, b_us=1200.0)}
+    modes = {k: "base" for k in measured}
+    accepted = {("lr", "single"): (2.5, "abc1234"), ("lr", "batch32"): (2.5, "abc1234"),
+                ("tcn", "single"): (2.0, "abc1234")}
+    result = gate.evaluate(measured, modes, budgets, "HEAD~1", accepted)
+    checks = {(c.cost, c.metric): c for c in result.checks}
+    assert checks[("lr", "single")].ok and "accepted in abc1234" in checks[("lr", "single")].accepted
+    assert not checks[("lr", "batch32")].ok and "accepted up to 2.5x" in checks[("lr", "batch32")].failures[0]
+    assert not checks[("mlp", "single")].ok                                       # nothing declared for it
+    assert not checks[("tcn", "single")].ok and "ceiling" in checks[("tcn", "single")].failures[0]  # ceiling stays
+    assert "ok (slower, 2.10x <= 2.5x accepted in abc1234)" in result.report()
+
+
+@pytest.mark.skipif(not HAS_GIT, reason="git is not installed")
+def test_accepted_between_reads_only_the_commits_of_the_change(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.email", "t@example.com")
+    _git(repo, "config", "user.name", "t")
+    messages = ["old\n\nLatency-accepted: mlp single 3", "base", "change\n\nLatency-accepted: lr single 2.5",
+                "docs\n\nLatency-accepted: lr single 1.8, lr batch32 2"]
+    shas = []
+    for i, message in enumerate(messages):
+        (repo / "f.txt").write_text(f"{i}\n")
+        _git(repo, "add", "f.txt")
+        _git(repo, "commit", "-q", "-m", message)
+        shas.append(_git(repo, "rev-parse", "--short", "HEAD"))
+    got = gate.accepted_between(shas[1], repo=str(repo))
+    assert got == {("lr", "single"): (2.5, shas[2]), ("lr", "batch32"): (2.0, shas[3])}  # not the base's own
+    assert gate.accepted_between(shas[3], repo=str(repo)) == {}
+
+
 def test_committed_budgets_are_valid():
     budgets = gate.load_budgets()
     assert budgets["ceiling_us"] == {"single": 1000.0, "batch32": 1000.0}
