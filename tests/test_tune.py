@@ -56,7 +56,7 @@ def test_search_space_samples_valid_configs(kind, warm):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     space = functools.partial(search_space_of(kind), warm_start=True) if warm else search_space_of(kind)
     configs = []
-    for _ in range(12):
+    for _ in range(16):
         trial = study.ask()
         sampled = space(trial)
         configs.append(sampled)
@@ -74,6 +74,7 @@ def test_search_space_samples_valid_configs(kind, warm):
             model = sampled["model"]
             assert model["C"] > 0 and model["class_weight"] in ("balanced", None)
             assert len(feature_columns(model["features"])) in (10, 47)
+            assert model["transform"] in ("slog", "none") and model["bhattacharyya_input"] in (True, False)
             assert sampled["train"] == {}
         else:
             from training.models import model_module
