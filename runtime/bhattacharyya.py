@@ -27,6 +27,9 @@ __all__ = [
     "weighted_line_fit",
     "junction_weights",
     "cone_parameters",
+    "summarize_fragment",
+    "pair_cost",
+    "batch_costs",
 ]
 
 # The reference's dt = 0.04 s and window int(1 / dt): one second of samples at 25 Hz.
@@ -201,6 +204,11 @@ class _Summary:
         self.backward = _Projection(t_head, z_head, junction_weights(m, False), fragment.direction, False)
 
 
+def summarize_fragment(fragment: Fragment) -> _Summary:
+    """Everything the cost needs from one validated fragment (its windows and both fits): per fragment, once."""
+    return _Summary(fragment)
+
+
 def _summarize(doc: Mapping[str, Any]) -> _Summary:
     return _Summary(Fragment.from_document(doc))
 
@@ -340,6 +348,55 @@ def _distance_of_pair(coefficients: tuple, samples: tuple) -> float:
     return 0.25 * quad + 0.5 * logs
 
 
+def pair_cost(a: _Summary, b: _Summary, gap: float, cone: tuple[float, float, float, float]) -> float:
+    """The cost of one pair from its two fragment summaries (`summarize_fragment`), gap inside the window."""
+    cx, mx, cy, my = cone
+    if a.n >= b.n:
+        fit, window = a.forward, b.head
+    else:
+        fit, window = b.backward, a.tail
+    distance = _distance_of_pair(_pair_coefficients(fit, window, gap, cx, mx, cy, my), window.samples)
+    cost = distance / window.m + TIME_COST * gap
+    return cost if math.isfinite(cost) else INVALID_COST
+
+
+def batch_costs(summaries: Sequence[_Summary], b: _Summary, gaps: Sequence[float],
+                cone: tuple[float, float, float, float]) -> np.ndarray:
+    """Costs of K earlier fragments' summaries against the later `b`, gaps inside the window: (K,) float64.
+
+    Elementwise equal to `pair_cost` up to rounding (~1e-15 relative).
+    """
+    cx, mx, cy, my = cone
+    # Per pair: the anchor's projection and the measured window (REFERENCE.md §2.1 step 4).
+    # Forward pairs measure the new fragment's head against the candidate's forward line,
+    # backward pairs the candidate's tail against the new fragment's backward line; one padded,
+    # masked pass scores both kinds.
+    fits, windows = [], []
+    head, backward = b.head.padded, b.backward.row
+    for s in summaries:
+        if s.n >= b.n:
+            fits.append(s.forward.row)
+            windows.append(head)
+        else:
+            fits.append(backward)
+            windows.append(s.tail.padded)
+    fits = np.concatenate(fits)
+    windows = np.concatenate(windows)
+    first, var_y, m = windows[:, 6, :3].T
+    gap = np.asarray(gaps, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        coefficients = _coefficient_matrices(fits, gap, first, var_y, cx, mx, cy, my)
+        cost = _distance(coefficients, windows[:, :5], windows[:, 5:6]) / m + TIME_COST * gap
+        finite = np.isfinite(cost)
+        if not finite.all():
+            # Absurd inputs only: a product of ratios overflowed; sum the logs one by one there.
+            redo = ~finite
+            cost[redo] = _distance(coefficients[redo], windows[redo, :5], windows[redo, 5:6],
+                                   one_by_one=True) / m[redo] + TIME_COST * gap[redo]
+            cost[~np.isfinite(cost)] = INVALID_COST
+    return cost
+
+
 def _raw_gap(track1: Mapping[str, Any], track2: Mapping[str, Any]) -> float | None:
     """t_B[0] - t_A[-1] straight from the documents, or None when they cannot be read cheaply.
 
@@ -416,14 +473,7 @@ class BhattacharyyaCostFunction(StitchCostFunction):
             gap = b.t_first - a.t_last
             if not 0.0 <= gap <= TIME_WIN:
                 return INVALID_COST
-        cx, mx, cy, my = self._cone(param)
-        if a.n >= b.n:
-            fit, window = a.forward, b.head
-        else:
-            fit, window = b.backward, a.tail
-        distance = _distance_of_pair(_pair_coefficients(fit, window, gap, cx, mx, cy, my), window.samples)
-        cost = distance / window.m + TIME_COST * gap
-        return cost if math.isfinite(cost) else INVALID_COST
+        return pair_cost(a, b, gap, self._cone(param))
 
     def compute_costs(self, tracks1: Sequence[Mapping[str, Any]], track2: Mapping[str, Any],
                       TIME_WIN: float, param: Mapping[str, Any] | None = None) -> np.ndarray:
@@ -446,35 +496,7 @@ class BhattacharyyaCostFunction(StitchCostFunction):
         live, live_gaps, b, summaries = self._cache.candidates(tracks1, track2, TIME_WIN)
         if not live:
             return out
-        cx, mx, cy, my = self._cone(param)
-        # Per pair: the anchor's projection and the measured window (REFERENCE.md §2.1 step 4).
-        # Forward pairs measure the new fragment's head against the candidate's forward line,
-        # backward pairs the candidate's tail against the new fragment's backward line; one padded,
-        # masked pass scores both kinds.
-        fits, windows = [], []
-        head, backward = b.head.padded, b.backward.row
-        for s in summaries:
-            if s.n >= b.n:
-                fits.append(s.forward.row)
-                windows.append(head)
-            else:
-                fits.append(backward)
-                windows.append(s.tail.padded)
-        fits = np.concatenate(fits)
-        windows = np.concatenate(windows)
-        first, var_y, m = windows[:, 6, :3].T
-        gap = np.array(live_gaps)
-        with np.errstate(all="ignore"):
-            coefficients = _coefficient_matrices(fits, gap, first, var_y, cx, mx, cy, my)
-            cost = _distance(coefficients, windows[:, :5], windows[:, 5:6]) / m + TIME_COST * gap
-            finite = np.isfinite(cost)
-            if not finite.all():
-                # Absurd inputs only: a product of ratios overflowed; sum the logs one by one there.
-                redo = ~finite
-                cost[redo] = _distance(coefficients[redo], windows[redo, :5], windows[redo, 5:6],
-                                       one_by_one=True) / m[redo] + TIME_COST * gap[redo]
-                cost[~np.isfinite(cost)] = INVALID_COST
-        out[live] = cost
+        out[live] = batch_costs(summaries, b, live_gaps, self._cone(param))
         return out
 
     def _cone(self, param: Mapping[str, Any] | None) -> tuple[float, float, float, float]:

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from .bhattacharyya import BhattacharyyaCostFunction, cone_parameters
+from .bhattacharyya import batch_costs, cone_parameters, pair_cost, summarize_fragment
 from .cache import FragmentCache
 from .cost import INVALID_COST, ConfigError, CostFunctionFactory, StitchCostFunction
 from .features import FEATURE_NAMES, INPUT_FIELDS, FeatureExtractor, schema_fragment, schema_hash
@@ -466,16 +466,18 @@ def _bucket(n: int) -> int:
 
 
 class _Entry:
-    """Per-fragment cache entry: feature summary, junction times, and (sequence models) embeddings."""
+    """Per-fragment cache entry: feature summary, junction times, (sequence models) embeddings and (a model
+    with the Bhattacharyya input) the Bhattacharyya cost's own summary of the fragment."""
 
-    __slots__ = ("summary", "t_first", "t_last", "tail", "head")
+    __slots__ = ("summary", "t_first", "t_last", "tail", "head", "bhat")
 
-    def __init__(self, summary, t_first: float, t_last: float, tail=None, head=None):
+    def __init__(self, summary, t_first: float, t_last: float, tail=None, head=None, bhat=None):
         self.summary = summary
         self.t_first = t_first
         self.t_last = t_last
         self.tail = tail   # embedding of the tail window (the fragment as the earlier one of a pair)
         self.head = head   # embedding of the head window (the fragment as the later one)
+        self.bhat = bhat   # runtime.bhattacharyya summary (windows and fits)
 
 
 def _document_gap(track1: Mapping[str, Any], track2: Mapping[str, Any]) -> float | None:
@@ -517,8 +519,7 @@ class OnnxCostFunction(StitchCostFunction):
         if self.kind not in MODEL_KINDS:
             raise ManifestError(f"{where}: model kind {self.kind!r} unknown (known: {', '.join(MODEL_KINDS)})")
         self.schema, names = _feature_schema(where, manifest)
-        self._cone = _extra_inputs(where, manifest)
-        self._bhat = BhattacharyyaCostFunction(cache_size=cache_size) if self._cone is not None else None
+        self._cone = _extra_inputs(where, manifest)  # cone parameters of the Bhattacharyya input, or None
         width = len(names) + (self._cone is not None)
         # its own cache only sees misses of ours (summaries live in our entries), so keep it tiny
         self._extractor = FeatureExtractor(self.schema, names=names, cache_size=2)
@@ -554,9 +555,11 @@ class OnnxCostFunction(StitchCostFunction):
     # -- per fragment ----------------------------------------------------------------------------------
     def _summarize(self, doc: Mapping[str, Any]) -> _Entry:
         # validated once: the features and (sequence models) the windows come from the same Fragment
-        fragment = schema_fragment(Fragment.from_document(doc), self.schema)
+        validated = Fragment.from_document(doc)
+        fragment = schema_fragment(validated, self.schema)
         summary = self._extractor.summarize_fragment(fragment)
-        entry = _Entry(summary, summary.t_start, summary.t_end)
+        entry = _Entry(summary, summary.t_start, summary.t_end,
+                       bhat=summarize_fragment(validated) if self._cone is not None else None)
         if self.sequence:
             windows, masks = fragment_windows(fragment, self.window_length)
             with self._lock:
@@ -632,9 +635,10 @@ class OnnxCostFunction(StitchCostFunction):
         b = self._cache.get(track2)
         if gap is None and not 0.0 <= b.t_first - a.t_last <= TIME_WIN:
             return INVALID_COST
-        if self._bhat is None:
+        if self._cone is None:
             return self._score_pair(a, b)
-        return self._score_pair(a, b, self._bhat.compute_cost(track1, track2, TIME_WIN, self._cone))
+        return self._score_pair(a, b, pair_cost(a.bhat, b.bhat, b.t_first - a.t_last if gap is None else gap,
+                                                self._cone))
 
     def compute_costs(self, tracks1: Sequence[Mapping[str, Any]], track2: Mapping[str, Any], TIME_WIN: float,
                       param: Mapping[str, Any] | None = None) -> np.ndarray:
@@ -643,11 +647,10 @@ class OnnxCostFunction(StitchCostFunction):
         Returns (K,) float64, elementwise equal to `compute_cost` up to feature rounding (~1e-14).
         """
         k = len(tracks1)
-        live, _, b, entries = self._cache.candidates(tracks1, track2, TIME_WIN) if k else ([], [], None, [])
+        live, gaps, b, entries = self._cache.candidates(tracks1, track2, TIME_WIN) if k else ([], [], None, [])
         extra = None
-        if self._bhat is not None and live:
-            extra = self._bhat.compute_costs(tracks1 if len(live) == k else [tracks1[i] for i in live], track2,
-                                             TIME_WIN, self._cone)
+        if self._cone is not None and live:
+            extra = batch_costs([e.bhat for e in entries], b.bhat, gaps, self._cone)
         if len(live) == k and k:
             return self._score(entries, b, extra)
         out = np.full(k, INVALID_COST)
@@ -678,8 +681,9 @@ def _feature_schema(where: str, manifest: Mapping[str, Any]) -> tuple[str, list[
     return schema, names
 
 
-def _extra_inputs(where: str, manifest: Mapping[str, Any]) -> dict | None:
-    """The cone parameters of the "bhattacharyya_cost" input when the manifest lists it, else None.
+def _extra_inputs(where: str, manifest: Mapping[str, Any]) -> tuple[float, float, float, float] | None:
+    """The cone parameters (cx, mx, cy, my) of the "bhattacharyya_cost" input when the manifest lists it, else
+    None.
 
     Raises SchemaError for any other extra input, a transform other than log(x + eps) with the eps the
     graph folds in, or cone parameters the Bhattacharyya cost refuses.
@@ -700,7 +704,7 @@ def _extra_inputs(where: str, manifest: Mapping[str, Any]) -> dict | None:
         values = cone_parameters(cone)
     except ConfigError as exc:
         raise SchemaError(f"{where}: inputs.extra_inputs bhattacharyya_cost: {exc}") from None
-    return dict(zip(("cx", "mx", "cy", "my"), values))
+    return values
 
 
 def _open_graphs(where: str, manifest: Mapping[str, Any], blobs: Mapping[str, bytes]) -> dict:
