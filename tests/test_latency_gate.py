@@ -267,6 +267,28 @@ def test_evaluate_needs_a_consistent_regression():
     assert not result.passed and "FAILED (3 check(s))" in result.report()
 
 
+def test_a_failure_stands_only_when_its_confirmation_fails_too():
+    budgets = {"ceiling_us": {"single": 1000.0, "batch32": 1000.0}, "fallback": {}}
+    first = {("bhattacharyya", "single"): _rec([1.4] * 30), ("mlp", "single"): _rec([1.5] * 30),
+             ("tcn", "single"): _rec([1.0] * 30)}
+    modes = {k: "base" for k in first}
+    asked = []
+
+    def remeasure(keys):
+        asked.append(sorted(keys))
+        return {("bhattacharyya", "single"): _rec([1.0] * 15 + [1.02] * 15),   # the burst is gone: noise
+                ("mlp", "single"): _rec([1.5] * 30)}                           # still 1.5x: a regression
+    result = gate.confirm_failures(gate.evaluate(first, modes, budgets, "HEAD~1"), remeasure, modes, budgets)
+    assert asked == [[("bhattacharyya", "single"), ("mlp", "single")]]        # only the failing checks again
+    verdict = {(c.cost, c.metric): c.ok for c in result.checks}
+    assert verdict == {("bhattacharyya", "single"): True, ("mlp", "single"): False, ("tcn", "single"): True}
+    assert any("bhattacharyya single: failed the first pass" in n and "noise" in n for n in result.notes)
+    assert any("mlp single: confirmed by a second pass (1.50x" in n for n in result.notes)
+    assert not result.passed
+    clean = gate.evaluate({("tcn", "single"): _rec([1.0] * 30)}, {("tcn", "single"): "base"}, budgets)
+    assert gate.confirm_failures(clean, lambda keys: pytest.fail("nothing to confirm"), modes, budgets) is clean
+
+
 def test_parse_acceptances_reads_trailers_and_refuses_malformed_ones():
     message = ("Ship the new LR\n\nIt feeds the Bhattacharyya cost.\n\n"
                "Latency-accepted: lr single 2.5, lr batch32 2.8x\nlatency-accepted: mlp single 1.4\n"
