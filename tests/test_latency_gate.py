@@ -162,13 +162,18 @@ def _git(repo, *args):
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
-@pytest.mark.skipif(not HAS_GIT, reason="git is not installed")
-def test_resolve_base_merge_base_head_parent_and_missing(tmp_path):
-    repo = tmp_path / "repo"
+def _scratch_repo(repo):
+    """An empty git repository on branch main with a committer identity."""
     repo.mkdir()
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "config", "user.email", "t@example.com")
     _git(repo, "config", "user.name", "t")
+    return repo
+
+
+@pytest.mark.skipif(not HAS_GIT, reason="git is not installed")
+def test_resolve_base_merge_base_head_parent_and_missing(tmp_path):
+    repo = _scratch_repo(tmp_path / "repo")
     (repo / "runtime").mkdir()
     (repo / "runtime" / "__init__.py").write_text("V = 1\n")
     _git(repo, "add", "runtime")
@@ -318,11 +323,7 @@ def test_an_accepted_slowdown_passes_up_to_its_declared_ratio_only():
 
 @pytest.mark.skipif(not HAS_GIT, reason="git is not installed")
 def test_accepted_between_reads_only_the_commits_of_the_change(tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "t@example.com")
-    _git(repo, "config", "user.name", "t")
+    repo = _scratch_repo(tmp_path / "repo")
     messages = ["old\n\nLatency-accepted: mlp single 3", "base", "change\n\nLatency-accepted: lr single 2.5",
                 "docs\n\nLatency-accepted: lr single 1.8, lr batch32 2"]
     shas = []
