@@ -13,8 +13,9 @@ sequence models, the embeddings of its tail and head junction windows (one batch
 Per pair: feature arithmetic on two summaries plus one cost-graph call; `compute_costs` scores one
 new fragment against all its candidates in one graph call. A model whose manifest lists extra inputs
 (`inputs.extra_inputs`; today only "bhattacharyya_cost", the LR's) also gets the pair's Bhattacharyya cost
-at the cone parameters recorded at export (never the caller's), from the runtime's own Bhattacharyya
-cost with its own per-fragment cache, written into the columns after the features.
+at the cone parameters recorded at export (never the caller's), written into the column after the
+features; the Bhattacharyya cost's per-fragment summary (windows and fits) lives in the same cache entry
+as the feature summary, built from the same validated fragment.
 """
 from __future__ import annotations
 
@@ -549,6 +550,9 @@ class OnnxCostFunction(StitchCostFunction):
                              "cost")
             self._cost = _BoundGraph(sessions["model"], [sig["features"]], sig["cost"])
         self._single = self._cost.buffers(1)
+        # the batch-1 feature row without its last column: where the features go when that column is the
+        # Bhattacharyya input (a view made once, not per call)
+        self._single_features = self._single[0][-1][0][:-1]
         self._lock = threading.Lock()
         self._cache = FragmentCache(self._summarize, cache_size)
 
@@ -591,9 +595,8 @@ class OnnxCostFunction(StitchCostFunction):
             if extra is None:
                 self._extractor.pair_into(entry_a.summary, entry_b.summary, bufs[-1][0])
             else:
-                row = bufs[-1][0]
-                self._extractor.pair_into(entry_a.summary, entry_b.summary, row[:-1])
-                row[-1] = extra
+                self._extractor.pair_into(entry_a.summary, entry_b.summary, self._single_features)
+                bufs[-1][0, -1] = extra
             if self.sequence:
                 bufs[0][0] = entry_a.tail
                 bufs[1][0] = entry_b.head
