@@ -12,7 +12,7 @@ Two optional steps come before the scaler, both computed inside the exported gra
 
 The fitted model is persisted as JSON (scaler statistics, coefficients, feature names, schema, inputs and
 transform), never as a pickle; `to_sklearn()` rebuilds the exact Pipeline of the scaled inputs for
-skl2onnx export, and `input_transform` says what the graph computes before it.
+skl2onnx export, and `apply_transform` is what the graph computes before it.
 """
 from __future__ import annotations
 
