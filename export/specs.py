@@ -38,6 +38,15 @@ ML_OPSET = 3
 BATCH_DIM = "N"
 LOGIT = "logit"
 COST = "cost"
+# Validation scores every test pair in chunks, so neither torch nor onnxruntime holds the activations of all
+# ~260k pairs (or all windows) at once: the Siamese export's peak memory went from 3.0 to 1.8 GB.
+ENCODER_CHUNK = 2048
+HEAD_CHUNK = 16384
+
+
+def _chunks(n: int, size: int):
+    """Slices covering range(n) in steps of `size`."""
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 @dataclass(frozen=True)
@@ -189,7 +198,10 @@ class FeatureModelSpec(ExportSpec):
         sess = sessions["model"]
         x = self.feature_matrix(model, pairs)
         out_name = sess.get_outputs()[0].name
-        return np.asarray(sess.run([out_name], {"features": x})[0], dtype=np.float64).reshape(-1)
+        out = np.empty(len(x), dtype=np.float64)
+        for sl in _chunks(len(x), HEAD_CHUNK):
+            out[sl] = np.asarray(sess.run([out_name], {"features": x[sl]})[0], dtype=np.float64).reshape(-1)
+        return out
 
     def runtime_inputs(self, model) -> dict:
         return {"feature_names": self.feature_names(model)}
@@ -445,24 +457,34 @@ class SequenceSpec(ExportSpec):
         tails, tail_masks, heads, head_masks, ia, ib = self._pair_windows(model, pairs)
         with torch.no_grad():
             model.eval()
-            emb_t = model.encoder(torch.as_tensor(tails), torch.as_tensor(tail_masks))
-            emb_h = model.encoder(torch.as_tensor(heads), torch.as_tensor(head_masks))
+
+            def encode(w, m):
+                return torch.cat([model.encoder(torch.as_tensor(w[sl]), torch.as_tensor(m[sl]))
+                                  for sl in _chunks(len(w), ENCODER_CHUNK)])
+
+            emb_t, emb_h = encode(tails, tail_masks), encode(heads, head_masks)
             out = np.empty(len(pairs), dtype=np.float64)
             feats = torch.as_tensor(np.asarray(pairs.features, dtype=np.float32))
-            for start in range(0, len(pairs), 4096):
-                sl = slice(start, start + 4096)
+            for sl in _chunks(len(pairs), HEAD_CHUNK):
                 out[sl] = model.head(emb_t[ia[sl]], emb_h[ib[sl]], feats[sl]).reshape(-1).double().numpy()
         return out
 
     def graph_outputs(self, model, sessions, pairs) -> np.ndarray:
         tails, tail_masks, heads, head_masks, ia, ib = self._pair_windows(model, pairs)
         enc, head = sessions["encoder"], sessions["head"]
-        emb_t = enc.run(["embedding"], {"window": tails, "mask": tail_masks})[0]
-        emb_h = enc.run(["embedding"], {"window": heads, "mask": head_masks})[0]
+
+        def encode(w, m):
+            return np.concatenate([enc.run(["embedding"], {"window": w[sl], "mask": m[sl]})[0]
+                                   for sl in _chunks(len(w), ENCODER_CHUNK)])
+
+        emb_t, emb_h = encode(tails, tail_masks), encode(heads, head_masks)
         out_name = head.get_outputs()[0].name
         feats = np.ascontiguousarray(pairs.features, dtype=np.float32)
-        return np.asarray(head.run([out_name], {"emb_a": emb_t[ia], "emb_b": emb_h[ib], "features": feats})[0],
-                          dtype=np.float64).reshape(-1)
+        out = np.empty(len(pairs), dtype=np.float64)
+        for sl in _chunks(len(pairs), HEAD_CHUNK):
+            out[sl] = np.asarray(head.run([out_name], {"emb_a": emb_t[ia[sl]], "emb_b": emb_h[ib[sl]],
+                                                       "features": feats[sl]})[0], dtype=np.float64).reshape(-1)
+        return out
 
     def extra_parity(self, model, sessions, pairs) -> dict:
         """Encoder embeddings, framework vs onnxruntime: every tail and head window of the pairs' fragments
@@ -479,8 +501,7 @@ class SequenceSpec(ExportSpec):
         w = np.concatenate([w, np.repeat(w[longest], L, axis=0)])
         m = np.concatenate([m, np.tile(prefix, (len(longest), 1))])
         worst = 0.0
-        for start in range(0, len(w), 2048):
-            sl = slice(start, start + 2048)
+        for sl in _chunks(len(w), ENCODER_CHUNK):
             with torch.no_grad():
                 ref = model.encoder(torch.as_tensor(w[sl]), torch.as_tensor(m[sl])).numpy()
             got = enc.run(["embedding"], {"window": w[sl], "mask": m[sl]})[0]
