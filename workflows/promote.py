@@ -171,7 +171,7 @@ def promote(run_dir: str, dest: str | None = None, *, data_dir: str | None = Non
     return dest
 
 
-@click.command("promote")
+@click.command("promote", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--to", "dest", default=None,
               help="Artifact folder to replace (default artifacts/<model>). The current one is kept as "

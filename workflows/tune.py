@@ -209,7 +209,7 @@ def _report(study, objective: str, promote_hint: bool = True) -> None:
         click.echo("(the trial to promote is chosen by the shift suite below)")
 
 
-@click.command("tune")
+@click.command("tune", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "kind", type=click.Choice(KINDS), required=True, help="Model kind to tune.")
 @click.option("--trials", "n_trials", type=click.IntRange(min=1), default=20, show_default=True,
               help="Trials this command adds to the study (running it again continues the study).")
