@@ -198,22 +198,20 @@ def _train_lr(run_dir, spec, splits, train_sp, features, overrides, seed) -> dic
     with_bhat = bool(overrides.get("bhattacharyya_input", LR_DEFAULTS["bhattacharyya_input"]))
     inputs = [bhattacharyya_input(BHAT_PARAM)] if with_bhat else []
 
-    def rows(sp):
-        return input_matrix(sp.features, sp.bhat, cols, inputs)
-
-    model = fit_logistic(rows(train_sp), train_sp.label, names, spec.schema,
-                         C=float(overrides.get("C", 1.0)), class_weight=overrides.get("class_weight", "balanced"),
-                         transform=transform, inputs=inputs)
+    model = fit_logistic(input_matrix(train_sp.features, train_sp.bhat, cols, inputs), train_sp.label, names,
+                         spec.schema, C=float(overrides.get("C", 1.0)),
+                         class_weight=overrides.get("class_weight", "balanced"), transform=transform, inputs=inputs)
     model.save(os.path.join(run_dir, "model.json"))
     config = {"C": model.C, "features": names, "transform": transform, "bhattacharyya_input": with_bhat}
     _write_json(os.path.join(run_dir, "model_config.json"), {"kind": "lr", "class_weight": model.class_weight,
                                                               **config})
-    evals = {name: evaluate_logits(sp, model.decision_function(rows(sp))) for name, sp in splits.items()}
+    logits = {name: model.decision_function(model.pair_inputs(sp)) for name, sp in splits.items()}
+    evals = {name: evaluate_logits(sp, logits[name]) for name, sp in splits.items()}
     test = splits["test"]
-    plot_evaluation({f"test {p}": (test.label[m], model.decision_function(rows(test.select(m))), test.bhat[m])
+    plot_evaluation({f"test {p}": (test.label[m], logits["test"][m], test.bhat[m])
                      for p, m in _preset_masks(test).items()},
                     os.path.join(run_dir, "evaluation.png"), "logistic regression, test split",
-                    calibration=(splits["cal"].label, model.decision_function(rows(splits["cal"]))))
+                    calibration=(splits["cal"].label, logits["cal"]))
     return _top_level("lr", evals, splits, spec, seed, spec.schema, {"model_config": config})
 
 
